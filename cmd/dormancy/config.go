@@ -1,0 +1,139 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net/mail"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/dormancy/dormancy/policy"
+)
+
+// Config is the process configuration, read from the environment once at
+// start. Every default works against Postgres and Redis on localhost.
+type Config struct {
+	DatabaseURL   string
+	Redis         asynq.RedisConnOpt
+	ResendAPIKey  string
+	ResendBaseURL string
+	MailFrom      string
+	PublicBaseURL *url.URL
+	DefaultLocale policy.Locale
+	LogLevel      slog.Level
+
+	WorkerConcurrency       int
+	WorkerTaskCheckInterval time.Duration
+	WorkerShutdownTimeout   time.Duration
+	RetryBase               time.Duration
+	RetryMax                time.Duration
+}
+
+// envVar documents one variable; README's configuration table lists the
+// same names and defaults.
+type envVar struct {
+	name, def, doc string
+}
+
+var envVars = []envVar{
+	{"DATABASE_URL", "postgres://postgres@127.0.0.1:5432/dormancy?sslmode=disable", "Postgres connection URL"},
+	{"REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL (redis://, rediss://, redis-socket://, redis-sentinel://)"},
+	{"RESEND_API_KEY", "", "Resend API key; empty sends mail to the dev mailbox instead"},
+	{"RESEND_BASE_URL", "", "Resend API base URL; empty means Resend's own"},
+	{"MAIL_FROM", "dormancy <no-reply@dormancy.localhost>", "From address of every email"},
+	{"PUBLIC_BASE_URL", "http://127.0.0.1:8080", "host platform URL that links in emails point at"},
+	{"DEFAULT_LOCALE", "ja", "locale of companies created without one (ja or en)"},
+	{"LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"WORKER_CONCURRENCY", "20", "tasks one worker process runs at once"},
+	{"WORKER_TASK_CHECK_INTERVAL", "50ms", "how often an idle worker polls Redis"},
+	{"WORKER_SHUTDOWN_TIMEOUT", "25s", "how long SIGTERM waits for running tasks"},
+	{"RETRY_BASE", "1s", "first retry delay of a failed task (doubles each retry)"},
+	{"RETRY_MAX", "10m", "longest retry delay"},
+}
+
+// LoadConfig reads the environment; getenv is os.Getenv outside tests. The
+// first bad value stops the process with the variable's name.
+func LoadConfig(getenv func(string) string) (*Config, error) {
+	get := func(name string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		for _, e := range envVars {
+			if e.name == name {
+				return e.def
+			}
+		}
+		return ""
+	}
+	c := &Config{
+		DatabaseURL:   get("DATABASE_URL"),
+		ResendAPIKey:  get("RESEND_API_KEY"),
+		ResendBaseURL: get("RESEND_BASE_URL"),
+		MailFrom:      get("MAIL_FROM"),
+	}
+	var errs []string
+	bad := func(name string, err error) { errs = append(errs, fmt.Sprintf("%s: %v", name, err)) }
+
+	if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		bad("DATABASE_URL", fmt.Errorf("want postgres://user@host:port/database, got %q", c.DatabaseURL))
+	}
+	if opt, err := asynq.ParseRedisURI(get("REDIS_URL")); err != nil {
+		bad("REDIS_URL", err)
+	} else {
+		c.Redis = opt
+	}
+	if c.ResendBaseURL != "" {
+		if u, err := url.Parse(c.ResendBaseURL); err != nil || u.Host == "" {
+			bad("RESEND_BASE_URL", fmt.Errorf("want an absolute URL, got %q", c.ResendBaseURL))
+		}
+	}
+	if _, err := mail.ParseAddress(c.MailFrom); err != nil {
+		bad("MAIL_FROM", err)
+	}
+	if u, err := url.Parse(get("PUBLIC_BASE_URL")); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		bad("PUBLIC_BASE_URL", fmt.Errorf("want an absolute http(s) URL, got %q", get("PUBLIC_BASE_URL")))
+	} else {
+		c.PublicBaseURL = u
+	}
+	if l, err := policy.ParseLocale(get("DEFAULT_LOCALE")); err != nil {
+		bad("DEFAULT_LOCALE", err)
+	} else {
+		c.DefaultLocale = l
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL"))); err != nil {
+		bad("LOG_LEVEL", err)
+	}
+	if n, err := strconv.Atoi(get("WORKER_CONCURRENCY")); err != nil || n < 1 || n > 10000 {
+		bad("WORKER_CONCURRENCY", fmt.Errorf("want a number from 1 to 10000, got %q", get("WORKER_CONCURRENCY")))
+	} else {
+		c.WorkerConcurrency = n
+	}
+	for _, d := range []struct {
+		name string
+		dst  *time.Duration
+	}{
+		{"WORKER_TASK_CHECK_INTERVAL", &c.WorkerTaskCheckInterval},
+		{"WORKER_SHUTDOWN_TIMEOUT", &c.WorkerShutdownTimeout},
+		{"RETRY_BASE", &c.RetryBase},
+		{"RETRY_MAX", &c.RetryMax},
+	} {
+		v, err := time.ParseDuration(get(d.name))
+		if err != nil || v <= 0 {
+			bad(d.name, fmt.Errorf("want a positive duration such as 500ms or 2m, got %q", get(d.name)))
+			continue
+		}
+		*d.dst = v
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("configuration:\n  %s", strings.Join(errs, "\n  "))
+	}
+	return c, nil
+}
+
+// osGetenv is the production environment.
+var osGetenv = os.Getenv

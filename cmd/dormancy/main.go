@@ -1,0 +1,108 @@
+// Command dormancy runs dormancy's processes: the worker, the migrations,
+// and (as they arrive) the scheduler and the admin server. Configuration
+// comes from environment variables, read once here.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/dormancy/dormancy/mail"
+	"github.com/dormancy/dormancy/postgres"
+	"github.com/dormancy/dormancy/worker"
+)
+
+const usage = `usage: dormancy <command>
+
+commands:
+  worker                  run the task worker (asynq server)
+  migrate up|down|status  apply, roll back or list the database migrations
+  env                     list the environment variables and their defaults
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], osGetenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "dormancy:", err)
+		if errors.Is(err, errUsage) {
+			fmt.Fprint(os.Stderr, usage)
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("bad usage")
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errUsage
+	}
+	if args[0] == "env" {
+		for _, e := range envVars {
+			fmt.Fprintf(stdout, "%-28s %-60s %s\n", e.name, e.def, e.doc)
+		}
+		return nil
+	}
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	cfg, err := LoadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	switch args[0] {
+	case "migrate":
+		if len(args) != 2 {
+			return fmt.Errorf("migrate wants one of up, down, status: %w", errUsage)
+		}
+		return postgres.Migrate(ctx, cfg.DatabaseURL, args[1], stdout)
+	case "worker":
+		return runWorker(ctx, cfg, log)
+	}
+	return fmt.Errorf("unknown command %q: %w", strings.Join(args, " "), errUsage)
+}
+
+func runWorker(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	store, err := postgres.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	sender, err := newSender(cfg, log)
+	if err != nil {
+		return err
+	}
+	w, err := worker.New(worker.Config{
+		Redis: cfg.Redis, Store: store, Sender: sender, Links: worker.Links{Base: cfg.PublicBaseURL},
+		Concurrency: cfg.WorkerConcurrency, TaskCheckInterval: cfg.WorkerTaskCheckInterval,
+		ShutdownTimeout: cfg.WorkerShutdownTimeout,
+		Retry:           worker.RetryPolicy{Base: cfg.RetryBase, Max: cfg.RetryMax},
+		Logger:          log,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("worker started", "concurrency", cfg.WorkerConcurrency, "dev_mailbox", cfg.ResendAPIKey == "")
+	return w.Run(ctx)
+}
+
+// newSender is Resend with a key, and the dev mailbox without one: mail is
+// never dropped silently.
+func newSender(cfg *Config, log *slog.Logger) (worker.Sender, error) {
+	if cfg.ResendAPIKey == "" {
+		log.Warn("RESEND_API_KEY is not set: mail goes to the dev mailbox, not to people")
+		return mail.NewDev(log), nil
+	}
+	return mail.NewResend(mail.ResendConfig{APIKey: cfg.ResendAPIKey, BaseURL: cfg.ResendBaseURL, From: cfg.MailFrom})
+}

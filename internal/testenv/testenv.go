@@ -1,0 +1,159 @@
+// Package testenv gives each test binary a Postgres database and a Redis
+// database of its own, on the real servers, so test runs never see each
+// other's data and nothing is faked.
+//
+// A package's TestMain calls Main; tests then call DSN, RedisOpt and DB.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/uptrace/bun/driver/pgdriver"
+
+	"github.com/dormancy/dormancy/postgres"
+)
+
+// Env names the servers; DORMANCY_TEST_DATABASE_URL and
+// DORMANCY_TEST_REDIS_ADDR override the local defaults.
+var (
+	baseDSN   = envOr("DORMANCY_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
+	redisAddr = envOr("DORMANCY_TEST_REDIS_ADDR", "127.0.0.1:6379")
+
+	dsn     string
+	redisDB int
+)
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// redisClaimPrefix: Redis DBs 1-15 are handed out to test binaries by a key
+// in DB 0, so two packages tested in parallel never share a queue.
+const redisClaimPrefix = "dormancy:test:redis-db:"
+
+// Main creates and migrates a fresh database and claims a Redis DB, runs
+// the tests, then drops and releases them.
+func Main(m *testing.M) {
+	code, err := run(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testenv:", err)
+		fmt.Fprintln(os.Stderr, "testenv: Postgres and Redis must be running; .ci/run starts them (see README)")
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func run(m *testing.M) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "dormancy_test_" + hex.EncodeToString(b[:])
+	u, err := url.Parse(baseDSN)
+	if err != nil {
+		return 0, err
+	}
+	u.Path = "/" + name
+	dsn = u.String()
+	if err := postgres.Migrate(ctx, dsn, "up", io.Discard); err != nil {
+		return 0, err
+	}
+	defer dropDatabase(name)
+
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer rdb.Close()
+	for n := 1; n <= 15; n++ {
+		ok, err := rdb.SetNX(ctx, redisClaimPrefix+strconv.Itoa(n), os.Getpid(), 30*time.Minute).Result()
+		if err != nil {
+			return 0, fmt.Errorf("redis %s: %w", redisAddr, err)
+		}
+		if ok {
+			redisDB = n
+			break
+		}
+	}
+	if redisDB == 0 {
+		return 0, fmt.Errorf("redis: all test databases 1-15 are claimed")
+	}
+	defer rdb.Del(context.Background(), redisClaimPrefix+strconv.Itoa(redisDB))
+	own := redis.NewClient(&redis.Options{Addr: redisAddr, DB: redisDB})
+	if err := own.FlushDB(ctx).Err(); err != nil {
+		return 0, err
+	}
+	defer func() { own.FlushDB(context.Background()); own.Close() }()
+
+	return m.Run(), nil
+}
+
+func dropDatabase(name string) {
+	db := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(baseDSN)))
+	defer db.Close()
+	_, _ = db.Exec(`DROP DATABASE IF EXISTS "` + name + `" WITH (FORCE)`)
+}
+
+// DSN is this test binary's database.
+func DSN() string { return dsn }
+
+// RedisOpt is this test binary's Redis DB for asynq.
+func RedisOpt() asynq.RedisClientOpt {
+	return asynq.RedisClientOpt{Addr: redisAddr, DB: redisDB}
+}
+
+// Redis is a go-redis client on this test binary's Redis DB.
+func Redis(t testing.TB) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: redisAddr, DB: redisDB})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Store opens the test database through the production store.
+func Store(t testing.TB) *postgres.Store {
+	t.Helper()
+	s, err := postgres.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// DB opens the test database for assertions on rows.
+func DB(t testing.TB) *sql.DB {
+	db := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(dsn)))
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// Count runs a count query and fails the test on error.
+func Count(t testing.TB, db *sql.DB, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRow(query, args...).Scan(&n); err != nil {
+		t.Fatalf("count %q: %v", query, err)
+	}
+	return n
+}
+
+// UniqueID returns a fresh id for a company or login, so tests sharing
+// one database never meet.
+func UniqueID(prefix string) string {
+	var b [5]byte
+	_, _ = rand.Read(b[:])
+	return prefix + "-" + hex.EncodeToString(b[:])
+}

@@ -1,0 +1,24 @@
+package policy
+
+// Employee is an account as the rest of dormancy sees it: the decision's
+// view plus who the person is and where their mail goes.
+type Employee struct {
+	ID                 int64
+	CompanyID          string
+	LoginID            string
+	Email              string
+	Name               string
+	Department         string
+	CanManageEmployees bool
+	Account
+}
+
+// Company is a tenant with its parsed policy.
+type Company struct {
+	ID     string
+	Name   string
+	Policy Policy
+	// PrelockWarningDays lists how many days before the lock an email-ID
+	// owner is warned; empty means no warning.
+	PrelockWarningDays []int
+}

@@ -1,0 +1,206 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/dormancy/dormancy/policy"
+)
+
+// employeeRow is an account joined with its company's settings: everything
+// one decision reads, fetched in one statement.
+type employeeRow struct {
+	ID                 int64
+	CompanyID          string
+	LoginID            string
+	IDKind             string
+	Email              sql.NullString
+	Name               string
+	Department         string
+	CanManageEmployees bool
+	Status             string
+	Exempt             bool
+	CreatedAt          time.Time
+	LastLoginAt        sql.NullTime
+	LockState          string
+	LockReason         sql.NullString
+	UnlockedUntil      sql.NullTime
+
+	CompanyName            string
+	TimeZone               string
+	InactivityDays         int
+	VerificationTTLSeconds int
+	AlertWindowSeconds     int
+	ResendIntervalSeconds  int
+	Locale                 string
+	PrelockWarningDays     []int64 `bun:",array"`
+
+	Administrators json.RawMessage
+}
+
+const employeeColumns = `
+	a.id, a.company_id, a.login_id, a.id_kind, a.email, a.name, a.department,
+	a.can_manage_employees, a.status, a.exempt, a.created_at, a.last_login_at,
+	a.lock_state, a.lock_reason, a.unlocked_until,
+	c.name AS company_name, c.time_zone, c.inactivity_days, c.verification_ttl_seconds,
+	c.alert_window_seconds, c.resend_interval_seconds, c.locale, c.prelock_warning_days`
+
+func (r *employeeRow) employee() policy.Employee {
+	return policy.Employee{
+		ID:                 r.ID,
+		CompanyID:          r.CompanyID,
+		LoginID:            r.LoginID,
+		Email:              r.Email.String,
+		Name:               r.Name,
+		Department:         r.Department,
+		CanManageEmployees: r.CanManageEmployees,
+		Account: policy.Account{
+			IDKind:        policy.IDKind(r.IDKind),
+			Retired:       r.Status == "retired",
+			Exempt:        r.Exempt,
+			CreatedAt:     r.CreatedAt,
+			LastLoginAt:   r.LastLoginAt.Time,
+			State:         policy.LockState(r.LockState),
+			Reason:        policy.LockReason(r.LockReason.String),
+			UnlockedUntil: r.UnlockedUntil.Time,
+		},
+	}
+}
+
+func (r *employeeRow) company() (policy.Company, error) {
+	loc, err := time.LoadLocation(r.TimeZone)
+	if err != nil {
+		return policy.Company{}, fmt.Errorf("company %q: time zone %q: %w", r.CompanyID, r.TimeZone, err)
+	}
+	days := make([]int, len(r.PrelockWarningDays))
+	for i, d := range r.PrelockWarningDays {
+		days[i] = int(d)
+	}
+	return policy.Company{
+		ID:   r.CompanyID,
+		Name: r.CompanyName,
+		Policy: policy.Policy{
+			Location:         loc,
+			InactivityPeriod: time.Duration(r.InactivityDays) * 24 * time.Hour,
+			VerificationTTL:  time.Duration(r.VerificationTTLSeconds) * time.Second,
+			AlertWindow:      time.Duration(r.AlertWindowSeconds) * time.Second,
+			ResendInterval:   time.Duration(r.ResendIntervalSeconds) * time.Second,
+			Locale:           policy.Locale(r.Locale),
+		},
+		PrelockWarningDays: days,
+	}, nil
+}
+
+// Subject is an account with its company, as one decision needs them.
+type Subject struct {
+	Employee policy.Employee
+	Company  policy.Company
+}
+
+func scanSubject(ctx context.Context, q *bun.RawQuery) (Subject, []policy.Administrator, error) {
+	var r employeeRow
+	if err := q.Scan(ctx, &r); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return Subject{}, nil, ErrNotFound
+		}
+		return Subject{}, nil, err
+	}
+	c, err := r.company()
+	if err != nil {
+		return Subject{}, nil, err
+	}
+	var admins []policy.Administrator
+	if len(r.Administrators) > 0 {
+		if err := json.Unmarshal(r.Administrators, &admins); err != nil {
+			return Subject{}, nil, err
+		}
+	}
+	return Subject{Employee: r.employee(), Company: c}, admins, nil
+}
+
+// CheckAccount loads an account, its company and, for a platform ID, the
+// company's active administrators, in one round trip: the synchronous check
+// a login page makes must cost one query.
+func (s *Store) CheckAccount(ctx context.Context, companyID, loginID string) (policy.Employee, policy.Company, []policy.Administrator, error) {
+	q := s.db.NewRaw(`SELECT `+employeeColumns+`,
+		CASE WHEN a.id_kind = 'platform' THEN (
+			SELECT coalesce(json_agg(json_build_object(
+				'account_id', ad.id, 'department', ad.department, 'name', ad.name)
+				ORDER BY ad.department, ad.name, ad.id), '[]')
+			FROM accounts ad
+			WHERE ad.company_id = a.company_id AND ad.can_manage_employees AND ad.status = 'active'
+		) END AS administrators
+		FROM accounts a JOIN companies c ON c.id = a.company_id
+		WHERE a.company_id = ? AND a.login_id = ?`, companyID, loginID)
+	sub, admins, err := scanSubject(ctx, q)
+	if err != nil {
+		return policy.Employee{}, policy.Company{}, nil, fmt.Errorf("postgres.CheckAccount(%q, %q): %w", companyID, loginID, err)
+	}
+	return sub.Employee, sub.Company, admins, nil
+}
+
+// LockAccount loads an account and its company and holds the account's row
+// lock until the transaction ends, so attempts on one account run one at a
+// time and a racing duplicate sees the first one's result.
+func (t *Tx) LockAccount(ctx context.Context, companyID, loginID string) (Subject, error) {
+	q := t.tx.NewRaw(`SELECT `+employeeColumns+`, NULL AS administrators
+		FROM accounts a JOIN companies c ON c.id = a.company_id
+		WHERE a.company_id = ? AND a.login_id = ?
+		FOR UPDATE OF a`, companyID, loginID)
+	sub, _, err := scanSubject(ctx, q)
+	if err != nil {
+		return Subject{}, fmt.Errorf("postgres.LockAccount(%q, %q): %w", companyID, loginID, err)
+	}
+	return sub, nil
+}
+
+// LockAccountByID is LockAccount for callers that hold dormancy's id.
+func (t *Tx) LockAccountByID(ctx context.Context, id int64) (Subject, error) {
+	q := t.tx.NewRaw(`SELECT `+employeeColumns+`, NULL AS administrators
+		FROM accounts a JOIN companies c ON c.id = a.company_id
+		WHERE a.id = ?
+		FOR UPDATE OF a`, id)
+	sub, _, err := scanSubject(ctx, q)
+	if err != nil {
+		return Subject{}, fmt.Errorf("postgres.LockAccountByID(%d): %w", id, err)
+	}
+	return sub, nil
+}
+
+// ApplyDecision writes the lock state and login date a decision asks for,
+// with an audit event for each change of lock state.
+func (t *Tx) ApplyDecision(ctx context.Context, e policy.Employee, d policy.Decision, at time.Time, ev Event) error {
+	var err error
+	switch d.Transition {
+	case policy.TransitionLock, policy.TransitionRelock:
+		_, err = t.tx.NewRaw(`UPDATE accounts SET lock_state = 'locked', lock_reason = ?, locked_at = ?,
+			unlocked_until = NULL, updated_at = now() WHERE id = ?`, string(d.Reason), at, e.ID).Exec(ctx)
+		ev.Kind = EventLocked
+		if d.Transition == policy.TransitionRelock {
+			ev.Kind = EventRelocked
+		}
+	case policy.TransitionActivate:
+		_, err = t.tx.NewRaw(`UPDATE accounts SET lock_state = 'active', lock_reason = NULL, locked_at = NULL,
+			unlocked_until = NULL, last_login_at = greatest(last_login_at, ?), updated_at = now() WHERE id = ?`, at, e.ID).Exec(ctx)
+		ev.Kind = EventActivated
+	default:
+		if d.UpdateLoginDate {
+			_, err = t.tx.NewRaw(`UPDATE accounts SET last_login_at = greatest(last_login_at, ?) WHERE id = ?`, at, e.ID).Exec(ctx)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("postgres.ApplyDecision(%d): %w", e.ID, err)
+	}
+	if ev.Kind == "" {
+		return nil
+	}
+	ev.CompanyID, ev.AccountID = e.CompanyID, e.ID
+	ev.Detail = mergeDetail(ev.Detail, map[string]any{"reason": string(d.Reason), "outcome": string(d.Outcome)})
+	return t.Audit(ctx, ev)
+}

@@ -1,0 +1,245 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/dormancy/dormancy/policy"
+)
+
+// MailKind is the kind of an outgoing mail; each has its own template.
+type MailKind string
+
+const (
+	MailVerification      MailKind = "verification"
+	MailDormantLoginAlert MailKind = "dormant_login_alert"
+	MailUnlocked          MailKind = "unlocked"
+	MailAdminUnlocked     MailKind = "admin_unlocked"
+	MailPrelockWarning    MailKind = "prelock_warning"
+)
+
+// MailStatus is where a mail stands.
+type MailStatus string
+
+const (
+	MailPending MailStatus = "pending"
+	MailSent    MailStatus = "sent"
+	MailFailed  MailStatus = "failed"
+	// MailDropped: no longer worth sending (link superseded, person retired).
+	MailDropped MailStatus = "dropped"
+)
+
+// NewMail is a mail to write to the outbox.
+type NewMail struct {
+	Kind               MailKind
+	CompanyID          string
+	AccountID          int64
+	RecipientAccountID int64
+	To                 string
+	Locale             policy.Locale
+	IdempotencyKey     string
+	AttemptID          int64
+	TokenID            int64
+	CreatedAt          time.Time
+}
+
+// InsertMail writes m to the outbox. A mail whose idempotency key exists
+// already is not written twice; its id is returned either way.
+func (t *Tx) InsertMail(ctx context.Context, m NewMail) (int64, error) {
+	var id int64
+	err := t.tx.NewRaw(`WITH ins AS (
+			INSERT INTO mails (kind, company_id, account_id, recipient_account_id, to_address, locale,
+				idempotency_key, attempt_id, token_id, created_at)
+			VALUES (?, ?, ?, nullif(?, 0), ?, ?, ?, nullif(?, 0), nullif(?, 0), ?)
+			ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)
+		SELECT id FROM ins UNION ALL SELECT id FROM mails WHERE idempotency_key = ? LIMIT 1`,
+		string(m.Kind), m.CompanyID, m.AccountID, m.RecipientAccountID, m.To, string(m.Locale),
+		m.IdempotencyKey, m.AttemptID, m.TokenID, m.CreatedAt, m.IdempotencyKey).Scan(ctx, &id)
+	if err != nil {
+		return 0, fmt.Errorf("postgres.InsertMail(%q): %w", m.IdempotencyKey, err)
+	}
+	return id, nil
+}
+
+// Recipient is a login notification recipient due an alert.
+type Recipient struct {
+	AccountID int64
+	Email     string
+}
+
+// AlertRecipientsDue lists the company's login notification recipients who
+// are to be alerted about account at now: active, with an address, not the
+// account itself, and not alerted about it within the window. The caller
+// holds the account's row lock, so two attempts cannot both find a
+// recipient due.
+func (t *Tx) AlertRecipientsDue(ctx context.Context, companyID string, accountID int64, window time.Duration, now time.Time) ([]Recipient, error) {
+	var rs []Recipient
+	err := t.tx.NewRaw(`SELECT r.account_id, ra.email
+		FROM login_notification_recipients r
+		JOIN accounts ra ON ra.id = r.account_id
+		WHERE r.company_id = ? AND ra.company_id = r.company_id AND ra.status = 'active'
+		  AND ra.email IS NOT NULL AND ra.id <> ?
+		  AND NOT EXISTS (SELECT 1 FROM mails m
+			WHERE m.kind = 'dormant_login_alert' AND m.account_id = ? AND m.recipient_account_id = r.account_id
+			  AND m.created_at > ?)
+		ORDER BY r.account_id`, companyID, accountID, accountID, now.Add(-window)).Scan(ctx, &rs)
+	if err != nil {
+		return nil, fmt.Errorf("postgres.AlertRecipientsDue(%q, %d): %w", companyID, accountID, err)
+	}
+	return rs, nil
+}
+
+// PendingMail is an outbox row that still has to be handed to the queue.
+type PendingMail struct {
+	ID      int64
+	Kind    MailKind
+	TokenID int64
+}
+
+// PendingMailsOfAttempt lists the attempt's mails not yet sent: a
+// redelivered login:attempt hands them to the queue again, in case the
+// first delivery died between its commit and its enqueue.
+func (t *Tx) PendingMailsOfAttempt(ctx context.Context, attemptID int64) ([]PendingMail, error) {
+	var ms []PendingMail
+	err := t.tx.NewRaw(`SELECT id, kind, coalesce(token_id, 0) AS token_id FROM mails
+		WHERE attempt_id = ? AND status = 'pending' ORDER BY id`, attemptID).Scan(ctx, &ms)
+	if err != nil {
+		return nil, fmt.Errorf("postgres.PendingMailsOfAttempt(%d): %w", attemptID, err)
+	}
+	return ms, nil
+}
+
+// SetMailToken points a pending verification mail at a new token. The
+// token's plain text exists only in the task that sends the mail, so a mail
+// whose task was lost gets a fresh token rather than the lost one.
+func (t *Tx) SetMailToken(ctx context.Context, mailID, tokenID int64) error {
+	_, err := t.tx.NewRaw(`UPDATE mails SET token_id = ? WHERE id = ? AND status = 'pending'`, tokenID, mailID).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres.SetMailToken(%d): %w", mailID, err)
+	}
+	return nil
+}
+
+// Mail is an outbox row with everything its template needs.
+type Mail struct {
+	ID                 int64
+	Kind               MailKind
+	Status             MailStatus
+	CompanyID          string
+	AccountID          int64
+	RecipientAccountID int64
+	To                 string
+	Locale             policy.Locale
+	IdempotencyKey     string
+	TokenID            int64
+	CreatedAt          time.Time
+
+	Location        *time.Location
+	VerificationTTL time.Duration
+	// The account the mail is about.
+	Name       string
+	LoginID    string
+	Department string
+	Retired    bool
+	// RecipientRetired is set when an alert's recipient left meanwhile.
+	RecipientRetired bool
+	UnlockedUntil    time.Time
+	// The attempt behind an alert.
+	AttemptedAt time.Time
+	IP          netip.Addr
+	Device      policy.DeviceKind
+}
+
+// LockMail loads a mail and holds its row lock while the caller sends it,
+// so two deliveries of one task send once: the second waits, then finds it
+// sent.
+func (t *Tx) LockMail(ctx context.Context, id int64) (Mail, error) {
+	var r struct {
+		ID                 int64
+		Kind               string
+		Status             string
+		CompanyID          string
+		AccountID          int64
+		RecipientAccountID sql.NullInt64
+		ToAddress          string
+		Locale             string
+		IdempotencyKey     string
+		TokenID            sql.NullInt64
+		CreatedAt          time.Time
+		TimeZone           string
+		VerificationTTL    int
+		Name               string
+		LoginID            string
+		Department         string
+		AccountStatus      string
+		RecipientStatus    sql.NullString
+		UnlockedUntil      sql.NullTime
+		AttemptedAt        sql.NullTime
+		IP                 sql.NullString
+		DeviceKind         sql.NullString
+	}
+	err := t.tx.NewRaw(`SELECT m.id, m.kind, m.status, m.company_id, m.account_id, m.recipient_account_id,
+			m.to_address, m.locale, m.idempotency_key, m.token_id, m.created_at,
+			c.time_zone, c.verification_ttl_seconds AS verification_ttl, a.name, a.login_id, a.department, a.status AS account_status,
+			ra.status AS recipient_status, a.unlocked_until,
+			la.attempted_at, host(la.ip) AS ip, la.device_kind
+		FROM mails m
+		JOIN companies c ON c.id = m.company_id
+		JOIN accounts a ON a.id = m.account_id
+		LEFT JOIN accounts ra ON ra.id = m.recipient_account_id
+		LEFT JOIN login_attempts la ON la.id = m.attempt_id
+		WHERE m.id = ?
+		FOR UPDATE OF m`, id).Scan(ctx, &r)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Mail{}, fmt.Errorf("postgres.LockMail(%d): %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Mail{}, fmt.Errorf("postgres.LockMail(%d): %w", id, err)
+	}
+	loc, err := time.LoadLocation(r.TimeZone)
+	if err != nil {
+		return Mail{}, fmt.Errorf("postgres.LockMail(%d): time zone %q: %w", id, r.TimeZone, err)
+	}
+	m := Mail{
+		ID: r.ID, Kind: MailKind(r.Kind), Status: MailStatus(r.Status), CompanyID: r.CompanyID,
+		AccountID: r.AccountID, RecipientAccountID: r.RecipientAccountID.Int64, To: r.ToAddress,
+		Locale: policy.Locale(r.Locale), IdempotencyKey: r.IdempotencyKey, TokenID: r.TokenID.Int64,
+		CreatedAt: r.CreatedAt, Location: loc, VerificationTTL: time.Duration(r.VerificationTTL) * time.Second, Name: r.Name, LoginID: r.LoginID, Department: r.Department,
+		Retired: r.AccountStatus == "retired", RecipientRetired: r.RecipientStatus.String == "retired",
+		UnlockedUntil: r.UnlockedUntil.Time, AttemptedAt: r.AttemptedAt.Time,
+		Device: policy.DeviceKind(r.DeviceKind.String),
+	}
+	if r.IP.Valid {
+		m.IP, _ = netip.ParseAddr(r.IP.String)
+	}
+	return m, nil
+}
+
+// Delivery is the result of handing a mail to the provider.
+type Delivery struct {
+	Status     MailStatus
+	Subject    string
+	ProviderID string
+	// Text and HTML are kept only for the dev mailbox; a real delivery's
+	// body can hold a live link and stays out of the database.
+	Text, HTML string
+	Error      string
+	At         time.Time
+}
+
+// FinishMail records what became of a mail.
+func (t *Tx) FinishMail(ctx context.Context, id int64, d Delivery) error {
+	_, err := t.tx.NewRaw(`UPDATE mails SET status = ?, subject = ?, provider_id = nullif(?, ''),
+		body_text = nullif(?, ''), body_html = nullif(?, ''), error = nullif(?, ''),
+		sent_at = CASE WHEN ? = 'sent' THEN ?::timestamptz END
+		WHERE id = ?`, string(d.Status), d.Subject, d.ProviderID, d.Text, d.HTML, d.Error,
+		string(d.Status), d.At, id).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres.FinishMail(%d): %w", id, err)
+	}
+	return nil
+}

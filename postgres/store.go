@@ -1,0 +1,87 @@
+// Package postgres is the only package that speaks SQL. It keeps dormancy's
+// state in Postgres through bun, and every rule about concurrency lives in
+// its statements: row locks serialise the attempts of one account, unique
+// constraints make redelivered tasks find their earlier work.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+	"github.com/uptrace/bun/driver/pgdriver"
+
+	"github.com/dormancy/dormancy/policy"
+)
+
+// ErrNotFound is returned when a row the caller named does not exist.
+var ErrNotFound = policy.ErrNotFound
+
+// Store is dormancy's database.
+type Store struct {
+	db *bun.DB
+}
+
+// Open connects to dsn and checks that the database answers.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	connector := pgdriver.NewConnector(pgdriver.WithDSN(dsn), pgdriver.WithTimeout(10*time.Second))
+	sqldb := sql.OpenDB(connector)
+	sqldb.SetMaxOpenConns(32)
+	sqldb.SetMaxIdleConns(32)
+	sqldb.SetConnMaxIdleTime(5 * time.Minute)
+	db := bun.NewDB(sqldb, pgdialect.New())
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("postgres.Open: %w", err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close releases the connections.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Ping reports whether the database answers; /readyz uses it.
+func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+// Tx is one transaction. Its methods are the steps a handler composes; the
+// handler decides, the Tx only reads and writes.
+type Tx struct {
+	tx bun.Tx
+}
+
+// WithTx runs fn in a transaction and commits when fn returns nil.
+func (s *Store) WithTx(ctx context.Context, fn func(*Tx) error) error {
+	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		return fn(&Tx{tx: tx})
+	})
+}
+
+// Retryable reports whether err is a database failure worth retrying: a
+// lost connection, a serialisation failure or deadlock, a server shutting
+// down. Constraint violations and bad input are not.
+func Retryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrNotFound) {
+		return false
+	}
+	var pgErr pgdriver.Error
+	if errors.As(err, &pgErr) {
+		code := pgErr.Field('C')
+		switch {
+		case code == "40001", code == "40P01": // serialization_failure, deadlock_detected
+			return true
+		case len(code) == 2+3 && (code[:2] == "08" || code[:2] == "53" || code[:2] == "57"):
+			// connection exceptions, insufficient resources, operator intervention
+			return true
+		}
+		return false
+	}
+	// Anything that is not a server error (network, timeout, pool) is transient.
+	return true
+}

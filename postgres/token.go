@@ -1,0 +1,124 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dormancy/dormancy/policy"
+)
+
+// LatestTokenIssuedAt is when the account's newest verification link was
+// issued, zero if never: the resend rate limit reads it.
+func (t *Tx) LatestTokenIssuedAt(ctx context.Context, accountID int64) (time.Time, error) {
+	var at sql.NullTime
+	err := t.tx.NewRaw(`SELECT max(created_at) FROM verification_tokens WHERE account_id = ?`, accountID).Scan(ctx, &at)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("postgres.LatestTokenIssuedAt(%d): %w", accountID, err)
+	}
+	return at.Time, nil
+}
+
+// Token is a verification link as stored.
+type Token struct {
+	AccountID int64
+	Hash      policy.TokenHash
+	Email     string
+	AttemptID int64
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// IssueToken stores a new live token for the account and revokes the one it
+// supersedes, so only the newest email's link works.
+func (t *Tx) IssueToken(ctx context.Context, tok Token) (int64, error) {
+	if _, err := t.tx.NewRaw(`UPDATE verification_tokens SET revoked_at = ?, revoked_reason = 'superseded'
+		WHERE account_id = ? AND consumed_at IS NULL AND revoked_at IS NULL`, tok.CreatedAt, tok.AccountID).Exec(ctx); err != nil {
+		return 0, fmt.Errorf("postgres.IssueToken(%d): revoke: %w", tok.AccountID, err)
+	}
+	var id int64
+	err := t.tx.NewRaw(`INSERT INTO verification_tokens (account_id, token_hash, email, attempt_id, created_at, expires_at)
+		VALUES (?, ?, ?, nullif(?, 0), ?, ?) RETURNING id`,
+		tok.AccountID, tok.Hash[:], tok.Email, tok.AttemptID, tok.CreatedAt, tok.ExpiresAt).Scan(ctx, &id)
+	if err != nil {
+		return 0, fmt.Errorf("postgres.IssueToken(%d): %w", tok.AccountID, err)
+	}
+	return id, nil
+}
+
+// LiveToken reports whether token id is still the account's usable link at
+// now: not consumed, revoked or expired, hash matching, and still addressed
+// to the account's current email. A queued email whose link was superseded
+// is dropped rather than sent with a dead link.
+func (t *Tx) LiveToken(ctx context.Context, id int64, hash policy.TokenHash, now time.Time) (bool, error) {
+	var ok bool
+	err := t.tx.NewRaw(`SELECT EXISTS (SELECT 1 FROM verification_tokens vt JOIN accounts a ON a.id = vt.account_id
+		WHERE vt.id = ? AND vt.token_hash = ? AND vt.consumed_at IS NULL AND vt.revoked_at IS NULL
+		AND vt.expires_at > ? AND a.status = 'active' AND a.email = vt.email)`, id, hash[:], now).Scan(ctx, &ok)
+	if err != nil {
+		return false, fmt.Errorf("postgres.LiveToken(%d): %w", id, err)
+	}
+	return ok, nil
+}
+
+// RevokeToken revokes one token, for a link whose email could not be sent.
+func (t *Tx) RevokeToken(ctx context.Context, id int64, reason string, at time.Time) error {
+	_, err := t.tx.NewRaw(`UPDATE verification_tokens SET revoked_at = ?, revoked_reason = ?
+		WHERE id = ? AND consumed_at IS NULL AND revoked_at IS NULL`, at, reason, id).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres.RevokeToken(%d): %w", id, err)
+	}
+	return nil
+}
+
+// ErrTokenRefused is policy.ErrTokenRefused.
+var ErrTokenRefused = policy.ErrTokenRefused
+
+// Redeem consumes the token, unlocks the account, sets its login date and
+// queues the owner's unlock notice, all in one statement: one round trip,
+// atomic, and a second use of the same link finds it consumed.
+// It returns the account's id and the id of the owner's notice mail.
+func (s *Store) Redeem(ctx context.Context, r policy.Redemption) (accountID, noticeMailID int64, err error) {
+	var out struct {
+		AccountID    int64
+		NoticeMailID sql.NullInt64
+	}
+	err = s.db.NewRaw(`WITH tok AS (
+			SELECT vt.id, a.id AS account_id, a.company_id, a.email, c.locale
+			FROM verification_tokens vt
+			JOIN accounts a ON a.id = vt.account_id
+			JOIN companies c ON c.id = a.company_id
+			WHERE vt.token_hash = ? AND a.company_id = ? AND a.login_id = ?
+			  AND vt.consumed_at IS NULL AND vt.revoked_at IS NULL AND vt.expires_at > ?
+			  AND a.status = 'active' AND a.id_kind = 'email' AND a.email = vt.email
+			FOR UPDATE OF vt, a
+		), used AS (
+			UPDATE verification_tokens vt SET consumed_at = ? FROM tok WHERE vt.id = tok.id
+			RETURNING tok.account_id
+		), acct AS (
+			UPDATE accounts a SET lock_state = 'active', lock_reason = NULL, locked_at = NULL,
+				unlocked_until = NULL, last_login_at = greatest(a.last_login_at, ?), updated_at = now()
+			FROM used WHERE a.id = used.account_id
+			RETURNING a.id
+		), ev AS (
+			INSERT INTO audit_events (company_id, account_id, kind, detail, request_id, occurred_at)
+			SELECT tok.company_id, tok.account_id, 'verification_used', json_build_object('token_id', tok.id), ?, ?
+			FROM tok JOIN acct ON acct.id = tok.account_id
+		), notice AS (
+			INSERT INTO mails (kind, company_id, account_id, to_address, locale, idempotency_key, token_id, created_at)
+			SELECT 'unlocked', tok.company_id, tok.account_id, tok.email, tok.locale, 'unlocked:' || tok.id, tok.id, ?
+			FROM tok JOIN acct ON acct.id = tok.account_id
+			RETURNING id
+		)
+		SELECT acct.id AS account_id, (SELECT id FROM notice) AS notice_mail_id FROM acct`,
+		r.TokenHash[:], r.CompanyID, r.LoginID, r.At, r.At, r.At, r.RequestID, r.At, r.At).Scan(ctx, &out.AccountID, &out.NoticeMailID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, ErrTokenRefused
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("postgres.Redeem(%q, %q): %w", r.CompanyID, r.LoginID, err)
+	}
+	return out.AccountID, out.NoticeMailID.Int64, nil
+}

@@ -1,0 +1,118 @@
+package tasks
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/dormancy/dormancy/policy"
+)
+
+// MaxUserAgentBytes is how much of a User-Agent is kept. Real ones are a
+// few hundred bytes; the constructor cuts longer ones so a hostile header
+// cannot bloat the queue, and the decoder refuses anything beyond.
+const MaxUserAgentBytes = 1024
+
+// LoginAttempt reports one login at the host that passed the password (or
+// saved-login) check. The worker records it, updates the login date or
+// locks the account, and sends the emails the lock calls for.
+type LoginAttempt struct {
+	// AttemptKey identifies the attempt across redeliveries; the
+	// constructor fills it when empty.
+	AttemptKey string        `json:"attempt_key"`
+	CompanyID  string        `json:"company_id"`
+	LoginID    string        `json:"login_id"`
+	Method     policy.Method `json:"method"`
+	IP         string        `json:"ip,omitempty"`
+	UserAgent  string        `json:"user_agent,omitempty"`
+	At         time.Time     `json:"at"`
+	RequestID  string        `json:"request_id,omitempty"`
+}
+
+// Validate checks every field and names the first bad one.
+func (p *LoginAttempt) Validate() error {
+	if err := checkText("attempt_key", p.AttemptKey, true, 128); err != nil {
+		return err
+	}
+	if err := checkCompanyID(p.CompanyID); err != nil {
+		return err
+	}
+	if err := checkText("login_id", p.LoginID, true, 254); err != nil {
+		return err
+	}
+	if !p.Method.Valid() {
+		return &FieldError{Field: "method", Reason: fmt.Sprintf("unknown method %q (want password, remembered or verification_link)", p.Method)}
+	}
+	if p.IP != "" {
+		if _, err := netip.ParseAddr(p.IP); err != nil {
+			return &FieldError{Field: "ip", Reason: "not an IP address"}
+		}
+	}
+	if len(p.UserAgent) > MaxUserAgentBytes {
+		return &FieldError{Field: "user_agent", Reason: fmt.Sprintf("longer than %d bytes", MaxUserAgentBytes)}
+	}
+	if err := checkText("user_agent", p.UserAgent, false, MaxUserAgentBytes); err != nil {
+		return err
+	}
+	if p.At.IsZero() {
+		return &FieldError{Field: "at", Reason: "required"}
+	}
+	if p.At.Year() < 2000 || p.At.Year() > 9999 {
+		return &FieldError{Field: "at", Reason: "outside the years 2000-9999"}
+	}
+	return checkText("request_id", p.RequestID, false, 128)
+}
+
+// NewLoginAttemptTask builds a login:attempt task. The task ID is derived
+// from the attempt key, so a host that enqueues the same attempt twice is
+// told ErrTaskIDConflict instead of doing the work twice.
+func NewLoginAttemptTask(p LoginAttempt) (*asynq.Task, error) {
+	if p.AttemptKey == "" {
+		p.AttemptKey = NewKey()
+	}
+	if len(p.UserAgent) > MaxUserAgentBytes {
+		p.UserAgent = truncateUTF8(p.UserAgent, MaxUserAgentBytes)
+	}
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("tasks.NewLoginAttemptTask: %w", err)
+	}
+	return marshal(TypeLoginAttempt, p,
+		asynq.Queue(QueueCritical),
+		asynq.TaskID(TypeLoginAttempt+":"+p.AttemptKey),
+		asynq.MaxRetry(10),
+		asynq.Timeout(30*time.Second),
+		asynq.Retention(24*time.Hour),
+	)
+}
+
+// DecodeLoginAttempt parses and validates a login:attempt payload.
+func DecodeLoginAttempt(data []byte) (LoginAttempt, error) {
+	var p LoginAttempt
+	if err := decode(data, &p); err != nil {
+		return p, err
+	}
+	return p, p.Validate()
+}
+
+// NewKey returns a random 128-bit key for an attempt or a request.
+func NewKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }

@@ -1,0 +1,140 @@
+// Package tasks is dormancy's public contract with host platforms: the task
+// type names, their JSON payloads, constructors with the right queue and
+// retry options, and a Client with the two synchronous calls a login page
+// makes. A host imports this package alone (plus the Postgres store it
+// passes to NewClient); it never needs the worker.
+package tasks
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/hibiken/asynq"
+)
+
+// Task type names. They are stable: hosts in any language enqueue them.
+const (
+	TypeLoginAttempt      = "login:attempt"
+	TypeAccountUnlock     = "account:unlock"
+	TypeEmailVerification = "email:verification"
+	TypeEmailAlert        = "email:dormant-login-alert"
+	TypeEmailNotice       = "email:notice"
+)
+
+// Queue names and what runs on them.
+const (
+	QueueCritical = "critical" // login attempts and unlocks: a person is waiting
+	QueueDefault  = "default"  // email
+	QueueLow      = "low"      // maintenance
+)
+
+// Queues is the weight of each queue for the worker: critical work is
+// picked six times as often as maintenance.
+var Queues = map[string]int{QueueCritical: 6, QueueDefault: 3, QueueLow: 1}
+
+// ErrInvalidPayload wraps every decoding and validation failure; the worker
+// treats it as permanent.
+var ErrInvalidPayload = errors.New("invalid payload")
+
+// FieldError names the payload field that was refused.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+// Unwrap makes every FieldError an ErrInvalidPayload.
+func (e *FieldError) Unwrap() error { return ErrInvalidPayload }
+
+// MaxPayloadBytes bounds what a decoder reads: a payload beyond it is not
+// one a host meant to send.
+const MaxPayloadBytes = 64 << 10
+
+// decode reads a JSON payload strictly: one object, no unknown fields, no
+// trailing data. Errors name the offending field where JSON allows.
+func decode(data []byte, v any) error {
+	if len(data) > MaxPayloadBytes {
+		return &FieldError{Field: "payload", Reason: fmt.Sprintf("larger than %d bytes", MaxPayloadBytes)}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonFieldError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return &FieldError{Field: "payload", Reason: "trailing data after the JSON object"}
+	}
+	return nil
+}
+
+// jsonFieldError turns encoding/json's errors into a FieldError naming the
+// field, so an archived task says what was wrong with it.
+func jsonFieldError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	var timeErr *time.ParseError
+	switch {
+	case errors.As(err, &typeErr):
+		field := typeErr.Field
+		if field == "" {
+			field = "payload"
+		}
+		return &FieldError{Field: field, Reason: fmt.Sprintf("want %s, got JSON %s", typeErr.Type, typeErr.Value)}
+	case errors.As(err, &syntaxErr):
+		return &FieldError{Field: "payload", Reason: fmt.Sprintf("malformed JSON at byte %d: %v", syntaxErr.Offset, err)}
+	case errors.As(err, &timeErr):
+		return &FieldError{Field: "at", Reason: "want an RFC 3339 time: " + err.Error()}
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return &FieldError{Field: "payload", Reason: "truncated JSON"}
+	}
+	if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
+		return &FieldError{Field: strings.Trim(strings.TrimPrefix(msg, "json: unknown field "), `"`), Reason: "unknown field"}
+	}
+	return &FieldError{Field: "payload", Reason: err.Error()}
+}
+
+// checkText refuses text that cannot be a name or id: empty (when
+// required), too long, not UTF-8, or with control characters that would let
+// it break a log line or an email header.
+func checkText(field, s string, required bool, max int) error {
+	switch {
+	case s == "" && required:
+		return &FieldError{Field: field, Reason: "required"}
+	case len(s) > max:
+		return &FieldError{Field: field, Reason: fmt.Sprintf("longer than %d bytes", max)}
+	case !utf8.ValidString(s):
+		return &FieldError{Field: field, Reason: "not valid UTF-8"}
+	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+		return &FieldError{Field: field, Reason: "contains control characters"}
+	}
+	return nil
+}
+
+// checkCompanyID matches the companies.id constraint.
+func checkCompanyID(s string) error {
+	if err := checkText("company_id", s, true, 64); err != nil {
+		return err
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._:@-", r)) {
+			return &FieldError{Field: "company_id", Reason: "only letters, digits and . _ : @ - are allowed"}
+		}
+	}
+	return nil
+}
+
+func marshal(typ string, v any, opts ...asynq.Option) (*asynq.Task, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("tasks.New(%s): %w", typ, err)
+	}
+	return asynq.NewTask(typ, b, opts...), nil
+}

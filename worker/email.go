@@ -1,0 +1,186 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/dormancy/dormancy/mail"
+	"github.com/dormancy/dormancy/policy"
+	"github.com/dormancy/dormancy/postgres"
+	"github.com/dormancy/dormancy/tasks"
+)
+
+// Email delivers one outbox mail. It holds the mail's row lock while it
+// sends, so a duplicate task waits and then finds the mail sent. Resend's
+// idempotency key covers the gap where the send succeeded but the commit
+// did not.
+//
+// A mail that is no longer worth sending (its link superseded or expired,
+// its person retired) is dropped, not sent. A failure Resend will never
+// accept, or the last allowed retry, marks the mail failed with an audit
+// event; for a verification email the undelivered link is revoked too.
+func (h *Handlers) Email(ctx context.Context, t *asynq.Task) error {
+	p, err := tasks.DecodeEmail(t.Type(), t.Payload())
+	if err != nil {
+		return h.reject(ctx, t, "", err)
+	}
+	now := h.now()
+	var permanent error
+	var result postgres.MailStatus
+	err = h.store.WithTx(ctx, func(tx *postgres.Tx) error {
+		m, err := tx.LockMail(ctx, p.MailID)
+		if err != nil {
+			return err
+		}
+		if m.Status != postgres.MailPending {
+			result = m.Status
+			return nil
+		}
+		if reason, err := h.dropReason(ctx, tx, m, p, now); err != nil || reason != "" {
+			if err != nil {
+				return err
+			}
+			result = postgres.MailDropped
+			return tx.FinishMail(ctx, m.ID, postgres.Delivery{Status: postgres.MailDropped, Error: reason, At: now})
+		}
+		msg, err := h.render(m, p)
+		if err != nil {
+			permanent = err
+			return h.failMail(ctx, tx, m, err, now)
+		}
+		providerID, err := h.sender.Send(ctx, msg)
+		if err != nil {
+			if !mail.IsPermanent(err) && !lastTry(ctx) {
+				return err // rolls back: the mail stays pending for the retry
+			}
+			permanent = err
+			result = postgres.MailFailed
+			return h.failMail(ctx, tx, m, err, now)
+		}
+		d := postgres.Delivery{Status: postgres.MailSent, Subject: msg.Subject, ProviderID: providerID, At: now}
+		if strings.HasPrefix(providerID, mail.DevProviderPrefix) {
+			d.Text, d.HTML = msg.Text, msg.HTML
+		}
+		if err := tx.FinishMail(ctx, m.ID, d); err != nil {
+			return err
+		}
+		result = postgres.MailSent
+		kind := postgres.EventMailSent
+		if m.Kind == postgres.MailDormantLoginAlert {
+			kind = postgres.EventAlertSent
+		}
+		return tx.Audit(ctx, postgres.Event{
+			Kind: kind, CompanyID: m.CompanyID, AccountID: m.AccountID, OccurredAt: now,
+			Detail: map[string]any{"mail_id": m.ID, "mail_kind": string(m.Kind), "recipient_account_id": m.RecipientAccountID, "provider_id": providerID},
+		})
+	})
+	if err != nil {
+		return h.classify(ctx, t, "", err)
+	}
+	if permanent != nil {
+		return h.reject(ctx, t, "", permanent)
+	}
+	h.logger(ctx).Info("mail handled", slog.Int64("mail_id", p.MailID), slog.String("status", string(result)))
+	return nil
+}
+
+// lastTry reports whether this is the task's final allowed run, after
+// which asynq would archive it without telling us.
+func lastTry(ctx context.Context) bool {
+	n, ok1 := asynq.GetRetryCount(ctx)
+	max, ok2 := asynq.GetMaxRetry(ctx)
+	return ok1 && ok2 && n >= max
+}
+
+func (h *Handlers) failMail(ctx context.Context, tx *postgres.Tx, m postgres.Mail, cause error, now time.Time) error {
+	at := now
+	if err := tx.FinishMail(ctx, m.ID, postgres.Delivery{Status: postgres.MailFailed, Error: cause.Error(), At: at}); err != nil {
+		return err
+	}
+	if m.Kind == postgres.MailVerification && m.TokenID != 0 {
+		if err := tx.RevokeToken(ctx, m.TokenID, "undelivered", at); err != nil {
+			return err
+		}
+	}
+	return tx.Audit(ctx, postgres.Event{
+		Kind: postgres.EventMailFailed, CompanyID: m.CompanyID, AccountID: m.AccountID, OccurredAt: at,
+		Detail: map[string]any{"mail_id": m.ID, "mail_kind": string(m.Kind), "recipient_account_id": m.RecipientAccountID, "error": cause.Error()},
+	})
+}
+
+// dropReason says why a pending mail should not go out any more, or "".
+func (h *Handlers) dropReason(ctx context.Context, tx *postgres.Tx, m postgres.Mail, p tasks.Email, now time.Time) (string, error) {
+	if m.Retired || m.RecipientRetired {
+		return "retired", nil
+	}
+	if m.Kind != postgres.MailVerification {
+		return "", nil
+	}
+	if p.TokenID != m.TokenID {
+		return "superseded", nil
+	}
+	hash, err := policy.ParseToken(p.Token)
+	if err != nil {
+		return "malformed token", nil
+	}
+	live, err := tx.LiveToken(ctx, m.TokenID, hash, now)
+	if err != nil || live {
+		return "", err
+	}
+	return "link no longer valid", nil
+}
+
+// render turns an outbox row into a message in the company's locale.
+func (h *Handlers) render(m postgres.Mail, p tasks.Email) (mail.Message, error) {
+	var data any
+	switch m.Kind {
+	case postgres.MailVerification:
+		data = mail.Verification{Name: m.Name, URL: h.links.Verify(p.Token), ValidFor: m.VerificationTTL}
+	case postgres.MailDormantLoginAlert:
+		ip := ""
+		if m.IP.IsValid() {
+			ip = m.IP.String()
+		}
+		data = mail.DormantLoginAlert{
+			AccountName: m.Name, Department: m.Department, LoginID: m.LoginID,
+			AttemptedAt: m.AttemptedAt.In(m.Location), IP: ip, Device: m.Device,
+			EmployeeListURL: h.links.EmployeeList(),
+		}
+	case postgres.MailUnlocked:
+		data = mail.Unlocked{Name: m.Name, At: m.CreatedAt.In(m.Location), LoginURL: h.links.Login()}
+	case postgres.MailAdminUnlocked:
+		data = mail.AdminUnlocked{Name: m.Name, Deadline: m.UnlockedUntil.In(m.Location), LoginURL: h.links.Login()}
+	default:
+		return mail.Message{}, fmt.Errorf("worker: mail %d: no template for kind %q", m.ID, m.Kind)
+	}
+	subject, text, html, err := mail.Render(m.Locale, data)
+	if err != nil {
+		return mail.Message{}, fmt.Errorf("worker: render mail %d: %w", m.ID, err)
+	}
+	key := m.IdempotencyKey
+	if m.Kind == postgres.MailVerification {
+		// A re-issued link changes the body; Resend refuses a reused key
+		// with a different body, so the key names the token too.
+		key += ":" + strconv.FormatInt(m.TokenID, 10)
+	}
+	return mail.Message{
+		To: m.To, Subject: subject, Text: text, HTML: html, IdempotencyKey: key,
+		Tags: map[string]string{"kind": string(m.Kind), "company": tagSafe(m.CompanyID)},
+	}, nil
+}
+
+// tagSafe keeps what Resend allows in a tag value.
+func tagSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' {
+			return r
+		}
+		return '_'
+	}, s)
+}

@@ -1,0 +1,101 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/dormancy/dormancy/policy"
+	"github.com/dormancy/dormancy/postgres"
+	"github.com/dormancy/dormancy/tasks"
+)
+
+// Handlers carries out the tasks. Its methods have asynq's handler shape.
+type Handlers struct {
+	store     *postgres.Store
+	sender    Sender
+	links     Links
+	queue     *asynq.Client
+	inspector *asynq.Inspector
+	log       *slog.Logger
+	now       func() time.Time
+	random    io.Reader
+}
+
+// Register routes each task type to its handler, inside the logging
+// middleware.
+func (h *Handlers) Register(mux *asynq.ServeMux) {
+	mux.Use(h.logTask)
+	mux.HandleFunc(tasks.TypeLoginAttempt, h.LoginAttempt)
+	mux.HandleFunc(tasks.TypeEmailVerification, h.Email)
+	mux.HandleFunc(tasks.TypeEmailAlert, h.Email)
+	mux.HandleFunc(tasks.TypeEmailNotice, h.Email)
+}
+
+// Close releases the handlers' own Redis connections.
+func (h *Handlers) Close() {
+	h.queue.Close()
+	h.inspector.Close()
+}
+
+type loggerKey struct{}
+
+// logTask gives every handler a logger carrying the task's id and type,
+// and logs each task's end with its duration.
+func (h *Handlers) logTask(next asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		id, _ := asynq.GetTaskID(ctx)
+		retry, _ := asynq.GetRetryCount(ctx)
+		l := h.log.With(slog.String("task_id", id), slog.String("task_type", t.Type()), slog.Int("retry", retry))
+		start := time.Now()
+		err := next.ProcessTask(context.WithValue(ctx, loggerKey{}, l), t)
+		if err == nil {
+			l.Debug("task done", slog.Duration("took", time.Since(start)))
+		}
+		return err
+	})
+}
+
+func (h *Handlers) logger(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
+		return l
+	}
+	return h.log
+}
+
+// reject ends a task that can never succeed: it is logged and recorded as
+// an audit event with the reason, and returned wrapped in SkipRetry so
+// asynq archives it instead of retrying it forever.
+func (h *Handlers) reject(ctx context.Context, t *asynq.Task, companyID string, cause error) error {
+	id, _ := asynq.GetTaskID(ctx)
+	h.logger(ctx).Error("task rejected", slog.String("reason", cause.Error()))
+	ev := postgres.Event{
+		Kind: postgres.EventTaskRejected, OccurredAt: h.now(),
+		Detail: map[string]any{"task_type": t.Type(), "task_id": id, "reason": cause.Error()},
+	}
+	// The company may be what the payload got wrong; record without it then.
+	if err := h.store.Audit(ctx, withCompany(ev, companyID)); err != nil && companyID != "" {
+		_ = h.store.Audit(ctx, ev)
+	}
+	return fmt.Errorf("%s: %w: %w", t.Type(), cause, asynq.SkipRetry)
+}
+
+func withCompany(ev postgres.Event, companyID string) postgres.Event {
+	ev.CompanyID = companyID
+	return ev
+}
+
+// retryable classifies a failure from the store: permanent when it names
+// nothing real or breaks a constraint, retryable when the database was
+// unreachable or busy.
+func (h *Handlers) classify(ctx context.Context, t *asynq.Task, companyID string, err error) error {
+	if errors.Is(err, policy.ErrNotFound) || !postgres.Retryable(err) {
+		return h.reject(ctx, t, companyID, err)
+	}
+	return err
+}

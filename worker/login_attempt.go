@@ -1,0 +1,204 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strconv"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/dormancy/dormancy/device"
+	"github.com/dormancy/dormancy/policy"
+	"github.com/dormancy/dormancy/postgres"
+	"github.com/dormancy/dormancy/tasks"
+)
+
+// outgoing is a mail written to the outbox that still has to be handed to
+// the queue once the transaction commits.
+type outgoing struct {
+	typ   string
+	email tasks.Email
+}
+
+// LoginAttempt records an attempt and acts on the decision: it moves the
+// login date, locks a dormant account, issues a verification link and
+// writes the emails to the outbox, all in one transaction under the
+// account's row lock. Only after the commit are the emails queued.
+//
+// A redelivered attempt (same attempt key) changes nothing; it only queues
+// again whatever mail of that attempt is still pending, in case the first
+// delivery died between its commit and its enqueue.
+func (h *Handlers) LoginAttempt(ctx context.Context, t *asynq.Task) error {
+	p, err := tasks.DecodeLoginAttempt(t.Payload())
+	if err != nil {
+		return h.reject(ctx, t, "", err)
+	}
+	now := h.now()
+	var ip netip.Addr
+	if p.IP != "" {
+		ip, _ = netip.ParseAddr(p.IP)
+	}
+	var out []outgoing
+	var decision policy.Decision
+	err = h.store.WithTx(ctx, func(tx *postgres.Tx) error {
+		out = out[:0]
+		sub, err := tx.LockAccount(ctx, p.CompanyID, p.LoginID)
+		if err != nil {
+			return err
+		}
+		e, pol := sub.Employee, sub.Company.Policy
+		decision = policy.Decide(e.Account, pol, p.Method, p.At)
+		attemptID, fresh, err := tx.InsertAttempt(ctx, postgres.Attempt{
+			Key: p.AttemptKey, CompanyID: e.CompanyID, AccountID: e.ID, Method: p.Method,
+			Outcome: decision.Outcome, IP: ip, UserAgent: p.UserAgent, Device: device.Classify(p.UserAgent),
+			AttemptedAt: p.At, RequestID: p.RequestID, RecordedAt: now,
+		})
+		if err != nil {
+			return err
+		}
+		if !fresh {
+			out, err = h.requeueAttemptMail(ctx, tx, e, pol, attemptID)
+			return err
+		}
+		ev := postgres.Event{RequestID: p.RequestID, OccurredAt: now, Detail: map[string]any{"attempt_id": attemptID}}
+		if err := tx.ApplyDecision(ctx, e, decision, p.At, ev); err != nil {
+			return err
+		}
+		if decision.Outcome == policy.OutcomeVerifyByEmail {
+			last, err := tx.LatestTokenIssuedAt(ctx, e.ID)
+			if err != nil {
+				return err
+			}
+			if policy.TokenIssueDue(pol, last, now) {
+				o, err := h.issueVerification(ctx, tx, e, pol, attemptID, 0, p.RequestID)
+				if err != nil {
+					return err
+				}
+				out = append(out, o)
+			}
+		}
+		if decision.Alert {
+			rs, err := tx.AlertRecipientsDue(ctx, e.CompanyID, e.ID, pol.AlertWindow, now)
+			if err != nil {
+				return err
+			}
+			for _, r := range rs {
+				id, err := tx.InsertMail(ctx, postgres.NewMail{
+					Kind: postgres.MailDormantLoginAlert, CompanyID: e.CompanyID, AccountID: e.ID,
+					RecipientAccountID: r.AccountID, To: r.Email, Locale: pol.Locale, AttemptID: attemptID,
+					IdempotencyKey: "alert:" + strconv.FormatInt(attemptID, 10) + ":" + strconv.FormatInt(r.AccountID, 10),
+					CreatedAt:      now,
+				})
+				if err != nil {
+					return err
+				}
+				out = append(out, outgoing{tasks.TypeEmailAlert, tasks.Email{MailID: id}})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return h.classify(ctx, t, p.CompanyID, err)
+	}
+	h.logger(ctx).Info("login attempt recorded", slog.String("company_id", p.CompanyID),
+		slog.String("outcome", string(decision.Outcome)), slog.String("transition", string(decision.Transition)),
+		slog.Int("mails", len(out)))
+	return h.enqueue(ctx, out)
+}
+
+// issueVerification creates a live token superseding any other and, for a
+// new mail, the outbox row; for mailID != 0 it re-points that pending mail
+// at the new token.
+func (h *Handlers) issueVerification(ctx context.Context, tx *postgres.Tx, e policy.Employee, pol policy.Policy, attemptID, mailID int64, requestID string) (outgoing, error) {
+	now := h.now()
+	raw, hash, err := policy.NewToken(h.random)
+	if err != nil {
+		return outgoing{}, err
+	}
+	tokenID, err := tx.IssueToken(ctx, postgres.Token{
+		AccountID: e.ID, Hash: hash, Email: e.Email, AttemptID: attemptID,
+		CreatedAt: now, ExpiresAt: policy.TokenExpiry(pol, now),
+	})
+	if err != nil {
+		return outgoing{}, err
+	}
+	if mailID == 0 {
+		mailID, err = tx.InsertMail(ctx, postgres.NewMail{
+			Kind: postgres.MailVerification, CompanyID: e.CompanyID, AccountID: e.ID, To: e.Email,
+			Locale: pol.Locale, AttemptID: attemptID, TokenID: tokenID, CreatedAt: now,
+			IdempotencyKey: "verification:" + strconv.FormatInt(tokenID, 10),
+		})
+	} else {
+		err = tx.SetMailToken(ctx, mailID, tokenID)
+	}
+	if err != nil {
+		return outgoing{}, err
+	}
+	err = tx.Audit(ctx, postgres.Event{
+		Kind: postgres.EventTokenIssued, CompanyID: e.CompanyID, AccountID: e.ID, RequestID: requestID,
+		OccurredAt: now, Detail: map[string]any{"token_id": tokenID, "attempt_id": attemptID, "mail_id": mailID},
+	})
+	return outgoing{tasks.TypeEmailVerification, tasks.Email{MailID: mailID, TokenID: tokenID, Token: raw}}, err
+}
+
+// requeueAttemptMail hands an attempt's pending mails to the queue again.
+// An alert is simply queued again (its task ID makes that harmless). A
+// verification mail's token exists only in its task, so when that task is
+// gone the mail gets a fresh token; when it is still queued, nothing is done.
+func (h *Handlers) requeueAttemptMail(ctx context.Context, tx *postgres.Tx, e policy.Employee, pol policy.Policy, attemptID int64) ([]outgoing, error) {
+	pending, err := tx.PendingMailsOfAttempt(ctx, attemptID)
+	if err != nil {
+		return nil, err
+	}
+	var out []outgoing
+	for _, m := range pending {
+		switch m.Kind {
+		case postgres.MailVerification:
+			queued, err := h.taskExists(tasks.QueueDefault, "mail:"+strconv.FormatInt(m.ID, 10)+":"+strconv.FormatInt(m.TokenID, 10))
+			if err != nil {
+				return nil, err
+			}
+			if queued {
+				continue
+			}
+			o, err := h.issueVerification(ctx, tx, e, pol, attemptID, m.ID, "")
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, o)
+		case postgres.MailDormantLoginAlert:
+			out = append(out, outgoing{tasks.TypeEmailAlert, tasks.Email{MailID: m.ID}})
+		}
+	}
+	return out, nil
+}
+
+func (h *Handlers) taskExists(queue, id string) (bool, error) {
+	_, err := h.inspector.GetTaskInfo(queue, id)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+		return false, nil
+	}
+	return false, fmt.Errorf("worker: look up task %s: %w", id, err)
+}
+
+// enqueue hands committed outbox mail to the queue. A failure here is
+// retryable: the task runs again, finds its attempt recorded, and queues
+// what is still pending.
+func (h *Handlers) enqueue(ctx context.Context, out []outgoing) error {
+	for _, o := range out {
+		t, err := tasks.NewEmailTask(o.typ, o.email)
+		if err != nil {
+			return err
+		}
+		if _, err := h.queue.EnqueueContext(ctx, t); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+			return fmt.Errorf("worker: enqueue %s mail %d: %w", o.typ, o.email.MailID, err)
+		}
+	}
+	return nil
+}

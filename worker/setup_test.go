@@ -1,0 +1,232 @@
+package worker_test
+
+import (
+	"context"
+	"database/sql"
+	"io"
+	"log/slog"
+	"net/url"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/dormancy/dormancy/internal/testenv"
+	"github.com/dormancy/dormancy/mail"
+	"github.com/dormancy/dormancy/mail/resendtest"
+	"github.com/dormancy/dormancy/policy"
+	"github.com/dormancy/dormancy/postgres"
+	"github.com/dormancy/dormancy/tasks"
+	"github.com/dormancy/dormancy/worker"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// clock is the injected time: tests move it, nothing sleeps.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+type testBundle struct {
+	ctx     context.Context
+	store   *postgres.Store
+	db      *sql.DB
+	resend  *resendtest.Server
+	clock   *clock
+	h       *worker.Handlers
+	cfg     worker.Config
+	client  *tasks.Client
+	inspect *asynq.Inspector
+	company string
+	tokyo   *time.Location
+}
+
+var baseURL, _ = url.Parse("https://platform.example.com/")
+
+// start is the fixed "now" of every test: 2026-11-26 10:00 in Tokyo.
+var start = time.Date(2026, 11, 26, 1, 0, 0, 0, time.UTC)
+
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	ctx := context.Background()
+	store := testenv.Store(t)
+	fake := resendtest.New(t)
+	sender, err := mail.NewResend(mail.ResendConfig{APIKey: "re_test", BaseURL: fake.URL(), From: "dormancy <no-reply@example.com>", Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &clock{t: start}
+	cfg := worker.Config{
+		Redis: testenv.RedisOpt(), Store: store, Sender: sender, Links: worker.Links{Base: baseURL},
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Now: c.Now,
+	}
+	h := worker.NewHandlers(cfg)
+	t.Cleanup(h.Close)
+	q := asynq.NewClient(testenv.RedisOpt())
+	t.Cleanup(func() { q.Close() })
+	insp := asynq.NewInspector(testenv.RedisOpt())
+	t.Cleanup(func() { insp.Close() })
+	tokyo, _ := time.LoadLocation("Asia/Tokyo")
+	b := &testBundle{
+		ctx: ctx, store: store, db: testenv.DB(t), resend: fake, clock: c, h: h, cfg: cfg,
+		client: tasks.NewClient(q, store, c.Now), inspect: insp, tokyo: tokyo,
+	}
+	b.company = b.newCompany(t)
+	return b
+}
+
+func (b *testBundle) newCompany(t *testing.T) string {
+	t.Helper()
+	id := testenv.UniqueID("co")
+	if err := b.store.UpsertCompany(b.ctx, postgres.CompanyRecord{ID: id, Name: "Example"}); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// accountOpts are fixture options; zero values take defaults.
+type accountOpts struct {
+	company    string
+	kind       policy.IDKind
+	email      string
+	name       string
+	dept       string
+	admin      bool
+	retired    bool
+	lastLogin  time.Duration // ago; 0 = never
+	createdAgo time.Duration
+}
+
+func (b *testBundle) account(t *testing.T, o accountOpts) (loginID string, id int64) {
+	t.Helper()
+	if o.company == "" {
+		o.company = b.company
+	}
+	if o.kind == "" {
+		o.kind = policy.IDKindEmail
+	}
+	if o.name == "" {
+		o.name = "山田 太郎"
+	}
+	if o.createdAgo == 0 {
+		o.createdAgo = 400 * 24 * time.Hour
+	}
+	loginID = testenv.UniqueID("user")
+	if o.kind == policy.IDKindEmail {
+		loginID += "@example.com"
+		if o.email == "" {
+			o.email = loginID
+		}
+	}
+	rec := postgres.AccountRecord{
+		CompanyID: o.company, LoginID: loginID, IDKind: o.kind, Email: o.email, Name: o.name,
+		Department: o.dept, CanManageEmployees: o.admin, Retired: o.retired,
+		CreatedAt: start.Add(-o.createdAgo),
+	}
+	if o.lastLogin != 0 {
+		rec.LastLoginAt = start.Add(-o.lastLogin)
+	}
+	id, err := b.store.UpsertAccount(b.ctx, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loginID, id
+}
+
+func (b *testBundle) recipients(t *testing.T, company string, ids ...int64) {
+	t.Helper()
+	if err := b.store.SetLoginNotificationRecipients(b.ctx, company, 0, ids); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// attempt builds a login:attempt task with the public constructor.
+func (b *testBundle) attempt(t *testing.T, company, loginID string, m policy.Method) *asynq.Task {
+	t.Helper()
+	task, err := tasks.NewLoginAttemptTask(tasks.LoginAttempt{
+		CompanyID: company, LoginID: loginID, Method: m, IP: "203.0.113.7",
+		UserAgent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36",
+		At:        b.clock.Now(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return task
+}
+
+// run calls a handler the way asynq would and fails the test on error.
+func (b *testBundle) run(t *testing.T, task *asynq.Task) {
+	t.Helper()
+	if err := b.process(task); err != nil {
+		t.Fatalf("%s: %v", task.Type(), err)
+	}
+}
+
+func (b *testBundle) process(task *asynq.Task) error {
+	switch task.Type() {
+	case tasks.TypeLoginAttempt:
+		return b.h.LoginAttempt(b.ctx, task)
+	default:
+		return b.h.Email(b.ctx, task)
+	}
+}
+
+// drain runs every pending email task in the test's Redis DB, as a worker
+// would, and returns how many ran.
+func (b *testBundle) drain(t *testing.T) int {
+	t.Helper()
+	n := 0
+	for {
+		infos, err := b.inspect.ListPendingTasks(tasks.QueueDefault)
+		if err != nil || len(infos) == 0 {
+			return n
+		}
+		for _, info := range infos {
+			if err := b.inspect.DeleteTask(tasks.QueueDefault, info.ID); err != nil {
+				t.Fatal(err)
+			}
+			b.run(t, asynq.NewTask(info.Type, info.Payload))
+			n++
+		}
+	}
+}
+
+func (b *testBundle) count(t *testing.T, q string, args ...any) int {
+	t.Helper()
+	return testenv.Count(t, b.db, q, args...)
+}
+
+var linkRE = regexp.MustCompile(`https://platform\.example\.com/verify\?token=([A-Za-z0-9_-]{43})`)
+
+// tokenOf pulls the verification token out of a delivered email.
+func tokenOf(t *testing.T, e resendtest.Email) string {
+	t.Helper()
+	m := linkRE.FindStringSubmatch(e.Text)
+	if m == nil {
+		t.Fatalf("no verification link in email:\n%s", e.Text)
+	}
+	return m[1]
+}
+
+func (b *testBundle) emailsTo(addr string) []resendtest.Email {
+	var out []resendtest.Email
+	for _, e := range b.resend.Emails() {
+		for _, to := range e.To {
+			if to == addr {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,158 @@
+// Package worker is the asynq server that carries out dormancy's tasks:
+// it records login attempts, locks dormant accounts, issues verification
+// links and delivers email. Every handler is idempotent and sorts each
+// failure into retryable (returned as is, retried with backoff) or permanent
+// (wrapped in asynq.SkipRetry, archived at once, recorded with its reason).
+package worker
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/dormancy/dormancy/mail"
+	"github.com/dormancy/dormancy/postgres"
+	"github.com/dormancy/dormancy/tasks"
+)
+
+// Sender delivers one rendered message and returns the provider's id.
+// mail.Resend and mail.Dev implement it.
+type Sender interface {
+	Send(ctx context.Context, m mail.Message) (string, error)
+}
+
+// Links builds the URLs that emails carry. They point at the host
+// platform, which owns the login form.
+type Links struct {
+	// Base is the host platform's public URL (PUBLIC_BASE_URL).
+	Base *url.URL
+}
+
+// Verify is the verification link: the host's login form with the token.
+func (l Links) Verify(token string) string {
+	return l.Base.JoinPath("verify").String() + "?token=" + url.QueryEscape(token)
+}
+
+// Login is the host's login page.
+func (l Links) Login() string { return l.Base.JoinPath("login").String() }
+
+// EmployeeList is where an administrator retires or unlocks people.
+func (l Links) EmployeeList() string { return l.Base.JoinPath("employees").String() }
+
+// Config is everything the worker needs; cmd/dormancy fills it from the
+// environment.
+type Config struct {
+	Redis       asynq.RedisConnOpt
+	Store       *postgres.Store
+	Sender      Sender
+	Links       Links
+	Concurrency int
+	// TaskCheckInterval is how often an idle processor polls Redis; asynq's
+	// default of 1 s delays a verification email by up to that much.
+	TaskCheckInterval time.Duration
+	ShutdownTimeout   time.Duration
+	Retry             RetryPolicy
+	Logger            *slog.Logger
+	// Now is the clock; nil means time.Now. Tests inject their own.
+	Now func() time.Time
+	// Random is the token source; nil means crypto/rand.
+	Random io.Reader
+}
+
+// Worker is the running server with its handlers.
+type Worker struct {
+	cfg      Config
+	srv      *asynq.Server
+	handlers *Handlers
+}
+
+// New builds a worker; Run starts it.
+func New(cfg Config) (*Worker, error) {
+	if cfg.Store == nil || cfg.Sender == nil || cfg.Redis == nil || cfg.Links.Base == nil {
+		return nil, errors.New("worker.New: Store, Sender, Redis and Links.Base are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 20
+	}
+	if cfg.TaskCheckInterval <= 0 {
+		cfg.TaskCheckInterval = 50 * time.Millisecond
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 25 * time.Second
+	}
+	h := NewHandlers(cfg)
+	srv := asynq.NewServer(cfg.Redis, asynq.Config{
+		Concurrency:       cfg.Concurrency,
+		Queues:            tasks.Queues,
+		TaskCheckInterval: cfg.TaskCheckInterval,
+		ShutdownTimeout:   cfg.ShutdownTimeout,
+		RetryDelayFunc:    cfg.Retry.Delay,
+		Logger:            asynqLogger{cfg.Logger},
+		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+			id, _ := asynq.GetTaskID(ctx)
+			cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "task failed",
+				slog.String("task_type", t.Type()), slog.String("task_id", id),
+				slog.Bool("permanent", errors.Is(err, asynq.SkipRetry)), slog.String("error", err.Error()))
+		}),
+	})
+	return &Worker{cfg: cfg, srv: srv, handlers: h}, nil
+}
+
+// Run serves until ctx is cancelled, then stops taking tasks and waits up
+// to ShutdownTimeout for running ones; unfinished tasks go back to the queue.
+func (w *Worker) Run(ctx context.Context) error {
+	mux := asynq.NewServeMux()
+	w.handlers.Register(mux)
+	if err := w.srv.Start(mux); err != nil {
+		return fmt.Errorf("worker.Run: %w", err)
+	}
+	<-ctx.Done()
+	w.srv.Shutdown()
+	w.handlers.Close()
+	return nil
+}
+
+// NewHandlers builds the handlers without a server, for tests and for
+// processes that embed them in their own asynq server.
+func NewHandlers(cfg Config) *Handlers {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	random := cfg.Random
+	if random == nil {
+		random = rand.Reader
+	}
+	return &Handlers{
+		store:     cfg.Store,
+		sender:    cfg.Sender,
+		links:     cfg.Links,
+		queue:     asynq.NewClient(cfg.Redis),
+		inspector: asynq.NewInspector(cfg.Redis),
+		log:       cfg.Logger,
+		now:       now,
+		random:    random,
+	}
+}
+
+// asynqLogger routes asynq's own logs through slog, as JSON like ours.
+type asynqLogger struct{ l *slog.Logger }
+
+func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...), "component", "asynq") }
