@@ -64,6 +64,11 @@ func decode(data []byte, v any) error {
 	if len(data) > MaxPayloadBytes {
 		return &FieldError{Field: "payload", Reason: fmt.Sprintf("larger than %d bytes", MaxPayloadBytes)}
 	}
+	if !utf8.Valid(data) {
+		// encoding/json would quietly turn the bad bytes into U+FFFD; a
+		// name mangled that way is refused instead, naming its field.
+		return &FieldError{Field: invalidUTF8Field(data), Reason: "not valid UTF-8"}
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -73,6 +78,21 @@ func decode(data []byte, v any) error {
 		return &FieldError{Field: "payload", Reason: "trailing data after the JSON object"}
 	}
 	return nil
+}
+
+// invalidUTF8Field names the top-level field whose value holds the
+// invalid bytes, or "payload" when that cannot be told.
+func invalidUTF8Field(data []byte) string {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(data, &fields) != nil {
+		return "payload"
+	}
+	for k, v := range fields {
+		if !utf8.Valid(v) {
+			return k
+		}
+	}
+	return "payload"
 }
 
 // jsonFieldError turns encoding/json's errors into a FieldError naming the

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestLoadConfigDefaultsWorkOnLocalhost(t *testing.T) {
+	c, err := LoadConfig(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.DatabaseURL, "postgres://postgres@127.0.0.1:5432/dormancy?sslmode=disable"; got != want {
+		t.Errorf("DATABASE_URL = %q", got)
+	}
+	if c.Redis == nil || c.WorkerTaskCheckInterval != 50*time.Millisecond || c.DefaultLocale != "ja" {
+		t.Errorf("defaults: %+v", c)
+	}
+}
+
+func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
+	bad := map[string]string{
+		"DATABASE_URL":               "mysql://x",
+		"REDIS_URL":                  "http://nope",
+		"MAIL_FROM":                  "not an address",
+		"PUBLIC_BASE_URL":            "/relative",
+		"DEFAULT_LOCALE":             "fr",
+		"LOG_LEVEL":                  "loud",
+		"WORKER_CONCURRENCY":         "many",
+		"WORKER_TASK_CHECK_INTERVAL": "-1s",
+		"RETRY_MAX":                  "soon",
+	}
+	_, err := LoadConfig(env(bad))
+	if err == nil {
+		t.Fatal("bad configuration accepted")
+	}
+	for name := range bad {
+		if !strings.Contains(err.Error(), name+":") {
+			t.Errorf("error does not name %s:\n%v", name, err)
+		}
+	}
+}
+
+func TestRunRefusesUnknownCommands(t *testing.T) {
+	var out, errOut strings.Builder
+	if err := run(t.Context(), []string{"frobnicate"}, env(nil), &out, &errOut); err == nil {
+		t.Error("unknown command accepted")
+	}
+	if err := run(t.Context(), []string{"env"}, env(nil), &out, &errOut); err != nil || !strings.Contains(out.String(), "REDIS_URL") {
+		t.Errorf("env: %v\n%s", err, out.String())
+	}
+}

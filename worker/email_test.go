@@ -1,0 +1,139 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/dormancy/dormancy/policy"
+	"github.com/dormancy/dormancy/tasks"
+	"github.com/dormancy/dormancy/worker"
+)
+
+// pendingEmail runs an attempt that locks an email-ID account and returns
+// its queued verification email task, removed from the queue.
+func (b *testBundle) pendingEmail(t *testing.T) (*asynq.Task, int64) {
+	t.Helper()
+	login, id := b.account(t, accountOpts{lastLogin: 100 * day})
+	b.run(t, b.attempt(t, b.company, login, policy.MethodPassword))
+	infos, err := b.inspect.ListPendingTasks(tasks.QueueDefault)
+	if err != nil || len(infos) != 1 {
+		t.Fatalf("pending email tasks: %d, %v", len(infos), err)
+	}
+	b.inspect.DeleteTask(tasks.QueueDefault, infos[0].ID)
+	return asynq.NewTask(infos[0].Type, infos[0].Payload), id
+}
+
+func TestResend500IsRetriedAndDeliveredOnce(t *testing.T) {
+	b := setup(t)
+	task, id := b.pendingEmail(t)
+	b.resend.FailNext(1, 500, nil)
+	err := b.process(task)
+	if err == nil || errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("500: err = %v, want a retryable error", err)
+	}
+	if got := b.count(t, `SELECT count(*) FROM mails WHERE account_id = $1 AND status = 'pending'`, id); got != 1 {
+		t.Error("mail not left pending for the retry")
+	}
+	b.run(t, task) // the retry
+	b.run(t, task) // and a duplicate delivery of it
+	if got := b.resend.Count(); got != 1 {
+		t.Errorf("delivered %d times, want 1", got)
+	}
+	if got := b.count(t, `SELECT count(*) FROM mails WHERE account_id = $1 AND status = 'sent'`, id); got != 1 {
+		t.Error("mail not marked sent")
+	}
+}
+
+func TestResend422IsPermanentAndAudited(t *testing.T) {
+	b := setup(t)
+	task, id := b.pendingEmail(t)
+	b.resend.FailNext(1, 422, nil)
+	if err := b.process(task); !errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("422: err = %v, want SkipRetry", err)
+	}
+	if got := b.count(t, `SELECT count(*) FROM audit_events WHERE account_id = $1 AND kind = 'mail_failed'`, id); got != 1 {
+		t.Errorf("mail_failed events = %d, want 1", got)
+	}
+	if got := b.count(t, `SELECT count(*) FROM mails WHERE account_id = $1 AND status = 'failed'`, id); got != 1 {
+		t.Error("mail not marked failed")
+	}
+	// The link was never delivered, so it must not stay usable.
+	if got := b.count(t, `SELECT count(*) FROM verification_tokens WHERE account_id = $1 AND revoked_reason = 'undelivered'`, id); got != 1 {
+		t.Error("undelivered link not revoked")
+	}
+	if err := b.process(task); err != nil {
+		t.Errorf("rerun of a failed mail: %v, want nil (nothing to do)", err)
+	}
+	if got := b.resend.Count(); got != 0 {
+		t.Errorf("delivered %d", got)
+	}
+}
+
+func TestResendHangIsRetryable(t *testing.T) {
+	b := setup(t)
+	task, _ := b.pendingEmail(t)
+	b.resend.HangNext(1)
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	err := b.h.Email(ctx, task) // the sender's own 2 s timeout ends the hang
+	if err == nil || errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("hang: err = %v, want a retryable error", err)
+	}
+	b.run(t, task)
+	if got := b.resend.Count(); got != 1 {
+		t.Errorf("delivered %d, want 1", got)
+	}
+}
+
+func TestSupersededEmailIsDroppedNotSent(t *testing.T) {
+	b := setup(t)
+	login, id := b.account(t, accountOpts{lastLogin: 100 * day})
+	b.run(t, b.attempt(t, b.company, login, policy.MethodPassword))
+	infos, _ := b.inspect.ListPendingTasks(tasks.QueueDefault)
+	first := asynq.NewTask(infos[0].Type, infos[0].Payload)
+	b.inspect.DeleteAllPendingTasks(tasks.QueueDefault)
+	// After the resend interval a new attempt issues a new link before the
+	// first email went out.
+	b.clock.Add(10 * time.Minute)
+	b.run(t, b.attempt(t, b.company, login, policy.MethodPassword))
+	b.run(t, first)
+	b.drain(t)
+	if got := b.resend.Count(); got != 1 {
+		t.Errorf("delivered %d, want only the newest link", got)
+	}
+	if got := b.count(t, `SELECT count(*) FROM mails WHERE account_id = $1 AND status = 'dropped' AND error = 'link no longer valid'`, id); got != 1 {
+		t.Error("superseded mail not dropped")
+	}
+}
+
+func TestRetryDelayHonoursRetryAfterAndGrows(t *testing.T) {
+	p := worker.RetryPolicy{Base: time.Second, Max: time.Minute}
+	prev := time.Duration(0)
+	for n := 0; n < 10; n++ {
+		d := p.Delay(n, errors.New("x"), nil)
+		if d <= 0 || d > time.Minute+time.Minute/5 {
+			t.Fatalf("delay %d = %v", n, d)
+		}
+		if n < 5 && d < prev/2 {
+			t.Errorf("delay %d = %v shrank from %v", n, d, prev)
+		}
+		prev = d
+	}
+}
+
+func TestResend429WaitsAsLongAsResendAsks(t *testing.T) {
+	b := setup(t)
+	task, _ := b.pendingEmail(t)
+	b.resend.FailNext(1, 429, map[string]string{"retry-after": "7"})
+	err := b.process(task)
+	if err == nil || errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("429: err = %v, want retryable", err)
+	}
+	if got, want := (worker.RetryPolicy{}).Delay(0, err, task), 7*time.Second; got != want {
+		t.Errorf("delay after 429 = %v, want %v", got, want)
+	}
+}
