@@ -132,3 +132,28 @@ func (c *Client) Redeem(ctx context.Context, companyID, loginID, token, requestI
 	}
 	return r, nil
 }
+
+// Profile is what a host's profile or employee page shows of an account.
+type Profile struct {
+	AccountID  int64
+	Name       string
+	Department string
+	// LoginDate is the last interactive login; zero if never.
+	LoginDate     time.Time
+	State         policy.LockState
+	Reason        policy.LockReason
+	UnlockedUntil time.Time
+	Location      *time.Location
+}
+
+// Profile reads an account's login date and lock state in one round trip.
+func (c *Client) Profile(ctx context.Context, companyID, loginID string) (Profile, error) {
+	e, co, _, err := c.store.CheckAccount(ctx, companyID, loginID)
+	if err != nil {
+		return Profile{}, fmt.Errorf("tasks.Client.Profile: %w", err)
+	}
+	return Profile{
+		AccountID: e.ID, Name: e.Name, Department: e.Department, LoginDate: e.LastLoginAt,
+		State: e.State, Reason: e.Reason, UnlockedUntil: e.UnlockedUntil, Location: co.Policy.Location,
+	}, nil
+}

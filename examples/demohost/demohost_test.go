@@ -1,0 +1,247 @@
+package demohost_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/dormancy/dormancy/examples/demohost"
+	"github.com/dormancy/dormancy/internal/testenv"
+	"github.com/dormancy/dormancy/mail"
+	"github.com/dormancy/dormancy/mail/resendtest"
+	"github.com/dormancy/dormancy/policy"
+	"github.com/dormancy/dormancy/postgres"
+	"github.com/dormancy/dormancy/tasks"
+	"github.com/dormancy/dormancy/worker"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+type testBundle struct {
+	ctx     context.Context
+	srv     *httptest.Server
+	resend  *resendtest.Server
+	h       *worker.Handlers
+	inspect *asynq.Inspector
+	clock   *clock
+	store   *postgres.Store
+	company string
+}
+
+var start = time.Date(2026, 11, 26, 1, 0, 0, 0, time.UTC)
+
+func setup(t *testing.T) *testBundle {
+	ctx := context.Background()
+	store := testenv.Store(t)
+	fake := resendtest.New(t)
+	sender, err := mail.NewResend(mail.ResendConfig{APIKey: "re_test", BaseURL: fake.URL(), From: "x <x@example.com>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &clock{t: start}
+	q := asynq.NewClient(testenv.RedisOpt())
+	t.Cleanup(func() { q.Close() })
+	insp := asynq.NewInspector(testenv.RedisOpt())
+	t.Cleanup(func() { insp.Close() })
+	// Tests of this package share one Redis DB and run one at a time:
+	// start each with empty queues.
+	for _, q := range []string{tasks.QueueCritical, tasks.QueueDefault} {
+		insp.DeleteAllPendingTasks(q)
+	}
+	company := testenv.UniqueID("demo")
+	if err := store.UpsertCompany(ctx, postgres.CompanyRecord{ID: company}); err != nil {
+		t.Fatal(err)
+	}
+	host := demohost.New(demohost.Config{
+		Dormancy: tasks.NewClient(q, store, c.Now), CompanyID: company,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Users: []demohost.User{
+			{LoginID: "tanaka@example.com", Password: "pw"}, {LoginID: "suzuki01", Password: "pw"},
+			{LoginID: "yamamoto@example.com", Password: "pw"},
+		},
+	})
+	srv := httptest.NewServer(host)
+	t.Cleanup(srv.Close)
+	base, _ := url.Parse(srv.URL)
+	h := worker.NewHandlers(worker.Config{
+		Redis: testenv.RedisOpt(), Store: store, Sender: sender, Links: worker.Links{Base: base},
+		Now: c.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	t.Cleanup(h.Close)
+	b := &testBundle{ctx: ctx, srv: srv, resend: fake, h: h, inspect: insp, clock: c, store: store, company: company}
+	for _, a := range []postgres.AccountRecord{
+		{LoginID: "tanaka@example.com", IDKind: policy.IDKindEmail, Email: "tanaka@example.com", Name: "田中 一郎", LastLoginAt: start.Add(-120 * 24 * time.Hour)},
+		{LoginID: "suzuki01", IDKind: policy.IDKindPlatform, Name: "鈴木 二郎", LastLoginAt: start.Add(-120 * 24 * time.Hour)},
+		{LoginID: "soumu01", IDKind: policy.IDKindPlatform, Name: "総務 花子", Department: "総務部", CanManageEmployees: true, LastLoginAt: start},
+		{LoginID: "yamamoto@example.com", IDKind: policy.IDKindEmail, Email: "yamamoto@example.com", Name: "山本 三郎", LastLoginAt: start.Add(-3 * 24 * time.Hour)},
+	} {
+		a.CompanyID, a.CreatedAt = company, start.Add(-400*24*time.Hour)
+		if _, err := store.UpsertAccount(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b
+}
+
+// work runs every queued task, as the worker would.
+func (b *testBundle) work(t *testing.T) {
+	t.Helper()
+	for _, q := range []string{tasks.QueueCritical, tasks.QueueDefault} {
+		for {
+			infos, err := b.inspect.ListPendingTasks(q)
+			if err != nil || len(infos) == 0 {
+				break
+			}
+			for _, info := range infos {
+				b.inspect.DeleteTask(q, info.ID)
+				task := asynq.NewTask(info.Type, info.Payload)
+				var err error
+				if info.Type == tasks.TypeLoginAttempt {
+					err = b.h.LoginAttempt(b.ctx, task)
+				} else {
+					err = b.h.Email(b.ctx, task)
+				}
+				if err != nil {
+					t.Fatalf("%s: %v", info.Type, err)
+				}
+			}
+		}
+	}
+}
+
+type browser struct {
+	t *testing.T
+	c *http.Client
+	b *testBundle
+}
+
+func (b *testBundle) browser(t *testing.T) *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: t, b: b, c: &http.Client{Jar: jar}}
+}
+
+func (br *browser) post(path string, form url.Values) (int, string) {
+	br.t.Helper()
+	resp, err := br.c.PostForm(br.b.srv.URL+path, form)
+	if err != nil {
+		br.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func (br *browser) get(path string) (int, string) {
+	br.t.Helper()
+	resp, err := br.c.Get(br.b.srv.URL + path)
+	if err != nil {
+		br.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func login(id, pw string, extra ...string) url.Values {
+	v := url.Values{"login_id": {id}, "password": {pw}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		v.Set(extra[i], extra[i+1])
+	}
+	return v
+}
+
+var verifyLink = regexp.MustCompile(`(/verify\?token=[A-Za-z0-9_-]+)`)
+
+func TestEmailIDFlowThroughTheHost(t *testing.T) {
+	b := setup(t)
+	br := b.browser(t)
+	code, body := br.post("/login", login("tanaka@example.com", "pw"))
+	if code != http.StatusForbidden || !strings.Contains(body, "一定期間ログインがなかったため、セキュリティ上の理由によりアカウントをロックしました") || !strings.Contains(body, "本人確認メール") {
+		t.Fatalf("lock page: %d\n%s", code, body)
+	}
+	b.work(t)
+	emails := b.resend.Emails()
+	if len(emails) != 1 || emails[0].Subject != "【本人確認】アカウントロックの解除について" {
+		t.Fatalf("emails: %+v", emails)
+	}
+	link := verifyLink.FindString(emails[0].Text)
+	if link == "" {
+		t.Fatalf("no link:\n%s", emails[0].Text)
+	}
+	_, form := br.get(link)
+	token := regexp.MustCompile(`name="token" value="([^"]+)"`).FindStringSubmatch(form)
+	if token == nil {
+		t.Fatalf("landing page has no token field:\n%s", form)
+	}
+	// The link with a wrong password is the ordinary failure, nothing more.
+	if code, _ := br.post("/login", login("tanaka@example.com", "wrong", "token", token[1])); code != http.StatusUnauthorized {
+		t.Errorf("wrong password through the link: %d", code)
+	}
+	b.clock.Add(2 * time.Hour)
+	code, body = br.post("/login", login("tanaka@example.com", "pw", "token", token[1]))
+	if code != http.StatusOK || !strings.Contains(body, "2026/11/26 12:00") {
+		t.Fatalf("profile after verification: %d\n%s", code, body)
+	}
+}
+
+func TestWrongPasswordNeverReachesDormancy(t *testing.T) {
+	b := setup(t)
+	br := b.browser(t)
+	code, body := br.post("/login", login("tanaka@example.com", "nope"))
+	if code != http.StatusUnauthorized || strings.Contains(body, "ロック") {
+		t.Fatalf("wrong password: %d\n%s", code, body)
+	}
+	if infos, _ := b.inspect.ListPendingTasks(tasks.QueueCritical); len(infos) != 0 {
+		t.Errorf("a wrong password reported %d attempts", len(infos))
+	}
+}
+
+func TestPlatformIDIsToldWhomToAsk(t *testing.T) {
+	b := setup(t)
+	code, body := b.browser(t).post("/login", login("suzuki01", "pw"))
+	if code != http.StatusForbidden || !strings.Contains(body, "総務部　総務 花子さん") {
+		t.Fatalf("lock page: %d\n%s", code, body)
+	}
+}
+
+func TestRememberedLoginKeepsTheLoginDate(t *testing.T) {
+	b := setup(t)
+	br := b.browser(t)
+	if code, _ := br.post("/login", login("yamamoto@example.com", "pw", "remember", "on")); code != http.StatusOK {
+		t.Fatalf("first login: %d", code)
+	}
+	b.work(t) // the worker moves the login date
+	if _, body := br.get("/profile"); !strings.Contains(body, "2026/11/26 10:00") {
+		t.Fatalf("profile after a password login:\n%s", body)
+	}
+	br.post("/logout", nil)
+	b.clock.Add(5 * 24 * time.Hour)
+	code, body := br.get("/")
+	if code != http.StatusOK || !strings.Contains(body, "2026/11/26 10:00") {
+		t.Fatalf("remembered login moved the login date: %d\n%s", code, body)
+	}
+	b.work(t)
+	p, err := tasks.NewClient(nil, b.store, nil).Profile(b.ctx, b.company, "yamamoto@example.com")
+	if err != nil || !p.LoginDate.Equal(start) {
+		t.Errorf("login date after remembered login = %v, %v; want %v", p.LoginDate, err, start)
+	}
+}
