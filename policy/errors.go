@@ -12,4 +12,7 @@ var (
 	// address or retired. The reasons are not told apart, so a guesser
 	// learns nothing.
 	ErrTokenRefused = errors.New("verification link refused")
+	// ErrForbidden: the actor may not do this to this company: not an
+	// active administrator of it, or not of it at all.
+	ErrForbidden = errors.New("forbidden")
 )

@@ -17,6 +17,12 @@ import (
 type Store interface {
 	CheckAccount(ctx context.Context, companyID, loginID string) (policy.Employee, policy.Company, []policy.Administrator, error)
 	Redeem(ctx context.Context, r policy.Redemption) (accountID, noticeMailID int64, err error)
+
+	// Directory sync (see directory.go). Each returns one of the Outcome
+	// constants; version is the host's, at is when dormancy applied it.
+	SyncCompany(ctx context.Context, c policy.Company, version int64, at time.Time) (outcome string, err error)
+	SyncAccount(ctx context.Context, e policy.Employee, version int64, at time.Time) (accountID int64, outcome string, err error)
+	SyncRetirement(ctx context.Context, companyID, loginID string, version int64, at time.Time) (accountID int64, outcome string, err error)
 }
 
 // Enqueuer is the part of *asynq.Client the host client uses.

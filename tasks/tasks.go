@@ -26,6 +26,19 @@ const (
 	TypeEmailVerification = "email:verification"
 	TypeEmailAlert        = "email:dormant-login-alert"
 	TypeEmailNotice       = "email:notice"
+
+	// Maintenance, enqueued by the scheduler once per period.
+	TypeMaintenanceRelock         = "maintenance:relock"
+	TypeMaintenanceSweep          = "maintenance:sweep"
+	TypeMaintenancePurgeTokens    = "maintenance:purge-tokens"
+	TypeMaintenancePrelockWarning = "maintenance:prelock-warning"
+	TypeMaintenanceRequeueMail    = "maintenance:requeue-mail"
+
+	// Directory sync, enqueued by the host when it changes a company or
+	// an employee.
+	TypeUpsertCompany = "directory:upsert-company"
+	TypeUpsertAccount = "directory:upsert-account"
+	TypeRetireAccount = "directory:retire-account"
 )
 
 // Queue names and what runs on them.

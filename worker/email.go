@@ -155,7 +155,25 @@ func (h *Handlers) render(m postgres.Mail, p tasks.Email) (mail.Message, error) 
 	case postgres.MailUnlocked:
 		data = mail.Unlocked{Name: m.Name, At: m.CreatedAt.In(m.Location), LoginURL: h.links.Login()}
 	case postgres.MailAdminUnlocked:
-		data = mail.AdminUnlocked{Name: m.Name, Deadline: m.UnlockedUntil.In(m.Location), LoginURL: h.links.Login()}
+		// The deadline of the unlock the notice is for, which the account
+		// no longer shows once its owner logged in or it was relocked.
+		deadline, err := postgres.ParseAdminUnlockedKey(m.IdempotencyKey)
+		if err != nil {
+			deadline = m.UnlockedUntil
+		}
+		data = mail.AdminUnlocked{Name: m.Name, Deadline: deadline.In(m.Location), LoginURL: h.links.Login()}
+	case postgres.MailPrelockWarning:
+		// The lock date is the one decided when the mail was written, and
+		// the days are counted from then: a retry renders the same body,
+		// which Resend's idempotency key requires.
+		lockAt, err := postgres.ParsePrelockWarningKey(m.IdempotencyKey)
+		if err != nil {
+			return mail.Message{}, fmt.Errorf("worker: mail %d: %w", m.ID, err)
+		}
+		data = mail.PrelockWarning{
+			Name: m.Name, LockOn: lockAt.In(m.Location), LoginURL: h.links.Login(),
+			DaysLeft: max(0, policy.DaysLeft(m.CreatedAt, lockAt, m.Location)),
+		}
 	default:
 		return mail.Message{}, fmt.Errorf("worker: mail %d: no template for kind %q", m.ID, m.Kind)
 	}

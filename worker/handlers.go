@@ -35,6 +35,15 @@ func (h *Handlers) Register(mux *asynq.ServeMux) {
 	mux.HandleFunc(tasks.TypeEmailVerification, h.Email)
 	mux.HandleFunc(tasks.TypeEmailAlert, h.Email)
 	mux.HandleFunc(tasks.TypeEmailNotice, h.Email)
+	mux.HandleFunc(tasks.TypeUpsertCompany, h.UpsertCompany)
+	mux.HandleFunc(tasks.TypeUpsertAccount, h.UpsertAccount)
+	mux.HandleFunc(tasks.TypeRetireAccount, h.RetireAccount)
+	mux.HandleFunc(tasks.TypeAccountUnlock, h.AccountUnlock)
+	mux.HandleFunc(tasks.TypeMaintenanceRelock, h.Relock)
+	mux.HandleFunc(tasks.TypeMaintenanceSweep, h.SweepDormant)
+	mux.HandleFunc(tasks.TypeMaintenancePurgeTokens, h.PurgeTokens)
+	mux.HandleFunc(tasks.TypeMaintenancePrelockWarning, h.PrelockWarnings)
+	mux.HandleFunc(tasks.TypeMaintenanceRequeueMail, h.RequeueMail)
 }
 
 // Close releases the handlers' own Redis connections.

@@ -106,6 +106,7 @@ type accountOpts struct {
 	retired    bool
 	lastLogin  time.Duration // ago; 0 = never
 	createdAgo time.Duration
+	exempt     bool
 }
 
 func (b *testBundle) account(t *testing.T, o accountOpts) (loginID string, id int64) {
@@ -132,7 +133,7 @@ func (b *testBundle) account(t *testing.T, o accountOpts) (loginID string, id in
 	rec := postgres.AccountRecord{
 		CompanyID: o.company, LoginID: loginID, IDKind: o.kind, Email: o.email, Name: o.name,
 		Department: o.dept, CanManageEmployees: o.admin, Retired: o.retired,
-		CreatedAt: start.Add(-o.createdAgo),
+		CreatedAt: start.Add(-o.createdAgo), Exempt: o.exempt,
 	}
 	if o.lastLogin != 0 {
 		rec.LastLoginAt = start.Add(-o.lastLogin)
@@ -177,6 +178,18 @@ func (b *testBundle) process(task *asynq.Task) error {
 	switch task.Type() {
 	case tasks.TypeLoginAttempt:
 		return b.h.LoginAttempt(b.ctx, task)
+	case tasks.TypeAccountUnlock:
+		return b.h.AccountUnlock(b.ctx, task)
+	case tasks.TypeMaintenanceRelock:
+		return b.h.Relock(b.ctx, task)
+	case tasks.TypeMaintenanceSweep:
+		return b.h.SweepDormant(b.ctx, task)
+	case tasks.TypeMaintenancePurgeTokens:
+		return b.h.PurgeTokens(b.ctx, task)
+	case tasks.TypeMaintenancePrelockWarning:
+		return b.h.PrelockWarnings(b.ctx, task)
+	case tasks.TypeMaintenanceRequeueMail:
+		return b.h.RequeueMail(b.ctx, task)
 	default:
 		return b.h.Email(b.ctx, task)
 	}

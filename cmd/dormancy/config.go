@@ -13,6 +13,8 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/dormancy/dormancy/policy"
+	"github.com/dormancy/dormancy/scheduler"
+	"github.com/dormancy/dormancy/tasks"
 )
 
 // Config is the process configuration, read from the environment once at
@@ -32,6 +34,12 @@ type Config struct {
 	WorkerShutdownTimeout   time.Duration
 	RetryBase               time.Duration
 	RetryMax                time.Duration
+
+	// Jobs are the scheduler's maintenance jobs (SCHEDULE_*, MAINTENANCE_*).
+	Jobs []scheduler.Job
+
+	// Admin is the admin server's configuration (ADMIN_*).
+	Admin AdminConfig
 }
 
 // envVar documents one variable; README's configuration table lists the
@@ -54,6 +62,22 @@ var envVars = []envVar{
 	{"WORKER_SHUTDOWN_TIMEOUT", "25s", "how long SIGTERM waits for running tasks"},
 	{"RETRY_BASE", "1s", "first retry delay of a failed task (doubles each retry)"},
 	{"RETRY_MAX", "10m", "longest retry delay"},
+	{"SCHEDULE_RELOCK", defaultSpec(tasks.TypeMaintenanceRelock), "cron spec (UTC) of relocking passed same-day unlocks; off disables"},
+	{"SCHEDULE_REQUEUE_MAIL", defaultSpec(tasks.TypeMaintenanceRequeueMail), "cron spec (UTC) of queueing again mail whose task was lost"},
+	{"SCHEDULE_PURGE_TOKENS", defaultSpec(tasks.TypeMaintenancePurgeTokens), "cron spec (UTC) of deleting dead verification links"},
+	{"SCHEDULE_SWEEP", defaultSpec(tasks.TypeMaintenanceSweep), "cron spec (UTC) of locking dormant accounts that did not try to log in"},
+	{"SCHEDULE_PRELOCK_WARNING", defaultSpec(tasks.TypeMaintenancePrelockWarning), "cron spec (UTC) of pre-lock warnings (sent from 09:00 company time)"},
+	{"MAINTENANCE_MAX_RETRY", "3", "retries of a failed maintenance run before it is archived"},
+	{"MAINTENANCE_BATCH_SIZE", "1000", "rows one maintenance statement changes"},
+	{"TOKEN_RETENTION", "168h", "how long a dead verification link is kept before it is deleted"},
+	{"MAIL_REQUEUE_AFTER", "2m", "age at which a pending mail without a task is queued again"},
+	{"ADMIN_ADDR", "127.0.0.1:8081", "address the admin server listens on"},
+	{"ADMIN_OPERATOR_USER", "", "operator user for /monitoring/, /metrics and /dev/mailbox; empty closes them"},
+	{"ADMIN_OPERATOR_PASSWORD", "", "operator password (HTTP basic authentication)"},
+	{"ADMIN_MONITORING_READONLY", "false", "true hides Asynqmon's buttons that change queues"},
+	{"ADMIN_LINK_SECRET", "", "HMAC secret shared with the host for signed admin links (>= 32 bytes); required unless mail is in dev mode"},
+	{"ADMIN_SESSION_TTL", "8h", "how long an administrator's session lasts"},
+	{"ADMIN_INSECURE_COOKIES", "false", "true drops Secure from the session cookie (plain HTTP development only)"},
 }
 
 // LoadConfig reads the environment; getenv is os.Getenv outside tests. The
@@ -129,6 +153,8 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 		}
 		*d.dst = v
 	}
+	c.Jobs = loadJobs(get, bad)
+	c.Admin = loadAdminConfig(get, bad)
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("configuration:\n  %s", strings.Join(errs, "\n  "))
 	}

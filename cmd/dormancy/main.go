@@ -22,8 +22,15 @@ import (
 const usage = `usage: dormancy <command>
 
 commands:
+  dev                     run everything in one process with a demo host platform (see README)
   worker                  run the task worker (asynq server)
+  scheduler               enqueue the maintenance tasks on their schedules
+  admin                   run the admin server (API, administrators' pages, /monitoring/)
+  apikey create NAME|list|revoke ID
+                          manage the API keys of host platforms (a new key is printed once)
   migrate up|down|status  apply, roll back or list the database migrations
+  import [-format csv|jsonl] [-rejects FILE] FILE
+                          load employees from a CSV or JSON Lines file
   env                     list the environment variables and their defaults
 `
 
@@ -69,6 +76,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return postgres.Migrate(ctx, cfg.DatabaseURL, args[1], stdout)
 	case "worker":
 		return runWorker(ctx, cfg, log)
+	case "dev":
+		return runDev(ctx, cfg, log, stdout)
+	case "import":
+		return runImport(ctx, cfg, args[1:], stdout, stderr)
+	case "scheduler":
+		return runScheduler(ctx, cfg, log)
+	case "admin":
+		return runAdmin(ctx, cfg, log)
+	case "apikey":
+		return runAPIKey(ctx, cfg, args[1:], stdout)
 	}
 	return fmt.Errorf("unknown command %q: %w", strings.Join(args, " "), errUsage)
 }

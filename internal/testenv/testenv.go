@@ -48,8 +48,12 @@ const redisClaimPrefix = "dormancy:test:redis-db:"
 
 // Main creates and migrates a fresh database and claims a Redis DB, runs
 // the tests, then drops and releases them.
-func Main(m *testing.M) {
-	code, err := run(m)
+func Main(m *testing.M) { MainThen(m, nil) }
+
+// MainThen is Main with a function run after the tests and before the
+// database is dropped: the benchmarks print their table there.
+func MainThen(m *testing.M, after func()) {
+	code, err := run(m, after)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testenv:", err)
 		fmt.Fprintln(os.Stderr, "testenv: Postgres and Redis must be running; .ci/run starts them (see README)")
@@ -58,7 +62,7 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-func run(m *testing.M) (int, error) {
+func run(m *testing.M, after func()) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -98,7 +102,11 @@ func run(m *testing.M) (int, error) {
 	}
 	defer func() { own.FlushDB(context.Background()); own.Close() }()
 
-	return m.Run(), nil
+	code := m.Run()
+	if after != nil {
+		after()
+	}
+	return code, nil
 }
 
 func dropDatabase(name string) {

@@ -1,0 +1,192 @@
+package admin
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/dormancy/dormancy/policy"
+	"github.com/dormancy/dormancy/postgres"
+	"github.com/dormancy/dormancy/tasks"
+)
+
+// apiError is what an API client is told: a status, a stable code to
+// branch on, a message for people and, for bad input, the field. Internal
+// error text never reaches it.
+type apiError struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+func (e *apiError) Error() string { return e.Code + ": " + e.Message }
+
+// The stable error codes.
+const (
+	codeUnauthorized = "unauthorized"
+	codeForbidden    = "forbidden"
+	codeNotFound     = "not_found"
+	codeInvalidField = "invalid_field"
+	codeInvalidJSON  = "invalid_json"
+	codeBodyTooLarge = "body_too_large"
+	codeTokenRefused = "token_refused"
+	codeInternal     = "internal"
+)
+
+func errUnauthorized(msg string) *apiError {
+	return &apiError{Status: http.StatusUnauthorized, Code: codeUnauthorized, Message: msg}
+}
+
+func errForbidden(msg string) *apiError {
+	return &apiError{Status: http.StatusForbidden, Code: codeForbidden, Message: msg}
+}
+
+func errNotFound(msg string) *apiError {
+	return &apiError{Status: http.StatusNotFound, Code: codeNotFound, Message: msg}
+}
+
+func errField(field, reason string) *apiError {
+	return &apiError{Status: http.StatusBadRequest, Code: codeInvalidField, Message: field + ": " + reason, Field: field}
+}
+
+// toAPIError maps an error from below to what the client is told: the one
+// table from domain errors to statuses.
+func toAPIError(err error) *apiError {
+	var ae *apiError
+	var tf *tasks.FieldError
+	var pf *policy.FieldError
+	var rr *postgres.RecipientRefusedError
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.As(err, &rr) && rr.Reason != "not_found":
+		return errField("account_ids", fmt.Sprintf("account %d cannot be a recipient: %s", rr.AccountID, rr.Reason))
+	case errors.As(err, &tf):
+		return errField(tf.Field, tf.Reason)
+	case errors.As(err, &pf):
+		return errField(pf.Field, pf.Reason)
+	case errors.Is(err, policy.ErrTokenRefused):
+		return &apiError{Status: http.StatusUnprocessableEntity, Code: codeTokenRefused,
+			Message: "the verification link is not valid; start again from the login screen"}
+	case errors.Is(err, policy.ErrForbidden):
+		return errForbidden("the acting account may not do this")
+	case errors.Is(err, policy.ErrNotFound):
+		return errNotFound("not found")
+	}
+	return &apiError{Status: http.StatusInternalServerError, Code: codeInternal, Message: "internal error"}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(true)
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	writeJSON(w, e.Status, struct {
+		Error *apiError `json:"error"`
+	}{e})
+}
+
+// apiHandler is an API endpoint: it returns the status and body, or an
+// error that toAPIError turns into the answer.
+type apiHandler func(w http.ResponseWriter, r *http.Request) (int, any, error)
+
+func (s *Server) apiHandler(h apiHandler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		status, body, err := h(w, r)
+		if err != nil {
+			e := toAPIError(err)
+			if e.Status >= 500 {
+				s.log.ErrorContext(r.Context(), "admin: api", slog.String("path", r.URL.Path),
+					slog.String("request_id", requestID(r.Context())), slog.String("error", err.Error()))
+			}
+			writeError(w, e)
+			return
+		}
+		writeJSON(w, status, body)
+	})
+}
+
+// MaxBodyBytes bounds a request body: nothing the API takes comes close.
+const MaxBodyBytes = 64 << 10
+
+// decodeJSON reads the request body into v strictly: one JSON object, no
+// unknown fields, no trailing data, at most MaxBodyBytes. Each failure is
+// a 400 that names the field.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return &apiError{Status: http.StatusBadRequest, Code: codeBodyTooLarge, Field: "body",
+			Message: fmt.Sprintf("body: larger than %d bytes", MaxBodyBytes)}
+	}
+	if err != nil {
+		return &apiError{Status: http.StatusBadRequest, Code: codeInvalidJSON, Field: "body", Message: "body: could not be read"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return &apiError{Status: http.StatusBadRequest, Code: codeInvalidJSON, Field: "body", Message: "body: trailing data after the JSON object"}
+	}
+	return nil
+}
+
+func jsonError(err error) *apiError {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	bad := func(field, msg string) *apiError {
+		return &apiError{Status: http.StatusBadRequest, Code: codeInvalidJSON, Field: field, Message: field + ": " + msg}
+	}
+	switch {
+	case errors.As(err, &typeErr):
+		field := typeErr.Field
+		if field == "" {
+			field = "body"
+		}
+		return bad(field, fmt.Sprintf("want %s, got JSON %s", jsonType(typeErr.Type.Kind().String()), typeErr.Value))
+	case errors.As(err, &syntaxErr):
+		return bad("body", fmt.Sprintf("malformed JSON at byte %d", syntaxErr.Offset))
+	case errors.Is(err, io.EOF):
+		return bad("body", "empty; want a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return bad("body", "truncated JSON")
+	}
+	msg := err.Error()
+	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		return bad(strings.Trim(f, `"`), "unknown field")
+	}
+	if strings.Contains(msg, "parsing time") {
+		return &apiError{Status: http.StatusBadRequest, Code: codeInvalidField, Field: "at", Message: "at: want an RFC 3339 time"}
+	}
+	return bad("body", "not valid JSON for this endpoint")
+}
+
+func jsonType(kind string) string {
+	switch kind {
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
+		return "an integer"
+	case "float32", "float64":
+		return "a number"
+	case "bool":
+		return "true or false"
+	case "slice", "array":
+		return "an array"
+	case "map", "struct":
+		return "an object"
+	}
+	return "a " + kind
+}

@@ -1,0 +1,135 @@
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dormancy/dormancy/policy"
+	"github.com/dormancy/dormancy/postgres"
+)
+
+// APIKeyPrefix starts every API key, so a leaked key is recognisable in
+// logs and secret scanners.
+const APIKeyPrefix = "dmy_"
+
+// NewAPIKey returns a fresh key (256 random bits) and what is stored of
+// it: the hash and the first characters for listings.
+func NewAPIKey(random io.Reader) (key, shown string, hash [sha256.Size]byte, err error) {
+	var b [32]byte
+	if _, err := io.ReadFull(random, b[:]); err != nil {
+		return "", "", hash, fmt.Errorf("admin.NewAPIKey: %w", err)
+	}
+	key = APIKeyPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	return key, key[:len(APIKeyPrefix)+6], sha256.Sum256([]byte(key)), nil
+}
+
+// CreateAPIKey makes a key named name and stores its hash; the key itself
+// is returned once and kept nowhere.
+func CreateAPIKey(ctx context.Context, store *postgres.Store, random io.Reader, name string, now time.Time) (id int64, key string, err error) {
+	name = strings.TrimSpace(name)
+	if name == "" || len(name) > 100 {
+		return 0, "", errors.New("admin.CreateAPIKey: the name must be 1 to 100 bytes")
+	}
+	key, shown, hash, err := NewAPIKey(random)
+	if err != nil {
+		return 0, "", err
+	}
+	id, err = store.CreateAPIKey(ctx, name, shown, hash, now)
+	return id, key, err
+}
+
+type actorKey struct{}
+
+// ActorHeader names the account an API call acts for.
+const ActorHeader = "X-Actor-Account-ID"
+
+// requireAPIKey lets a request through with a live API key in
+// "Authorization: Bearer". With withActor, it also loads the account named
+// by ActorHeader for the handler to check; an unknown actor is refused
+// here, the same way as one without the permission.
+func (s *Server) requireAPIKey(withActor bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || !strings.HasPrefix(key, APIKeyPrefix) || len(key) > 200 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="dormancy"`)
+			writeError(w, errUnauthorized("an API key is required: Authorization: Bearer dmy_..."))
+			return
+		}
+		if _, err := s.store.APIKeyByHash(r.Context(), sha256.Sum256([]byte(key)), s.now()); err != nil {
+			if !errors.Is(err, postgres.ErrNotFound) {
+				s.log.ErrorContext(r.Context(), "admin: api key lookup", slog.String("error", err.Error()))
+				writeError(w, toAPIError(err))
+				return
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="dormancy", error="invalid_token"`)
+			writeError(w, errUnauthorized("the API key is unknown or revoked"))
+			return
+		}
+		if !withActor {
+			next.ServeHTTP(w, r)
+			return
+		}
+		raw := r.Header.Get(ActorHeader)
+		id, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil || id <= 0 {
+			writeError(w, errField(ActorHeader, "required: the id of the account this call acts for"))
+			return
+		}
+		actor, err := s.store.Actor(r.Context(), id)
+		if errors.Is(err, postgres.ErrNotFound) {
+			writeError(w, errForbidden("the acting account may not do this"))
+			return
+		}
+		if err != nil {
+			writeError(w, toAPIError(err))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, actor)))
+	})
+}
+
+// authorize checks that the request's actor administers companyID: an
+// active account of that company with the employee-management permission.
+func authorize(ctx context.Context, companyID string) (postgres.Actor, error) {
+	actor, _ := ctx.Value(actorKey{}).(postgres.Actor)
+	if !actor.Administers(companyID) {
+		return actor, fmt.Errorf("admin: actor %d on company %q: %w", actor.AccountID, companyID, policy.ErrForbidden)
+	}
+	return actor, nil
+}
+
+// requireOperator asks for the operator's basic credentials. Without
+// configured credentials nobody gets in: Asynqmon has no authentication of
+// its own and must never be open.
+func (s *Server) requireOperator(next http.Handler) http.Handler {
+	wantUser := sha256.Sum256([]byte(s.cfg.OperatorUser))
+	wantPass := sha256.Sum256([]byte(s.cfg.OperatorPassword))
+	configured := s.cfg.OperatorUser != "" && s.cfg.OperatorPassword != ""
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, ok := r.BasicAuth()
+		if ok && configured {
+			// Compare hashes so neither the length nor the content leaks
+			// through timing.
+			gotUser, gotPass := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(pass))
+			userOK := subtle.ConstantTimeCompare(gotUser[:], wantUser[:])
+			passOK := subtle.ConstantTimeCompare(gotPass[:], wantPass[:])
+			if userOK&passOK == 1 {
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
+		w.Header().Set("WWW-Authenticate", `Basic realm="dormancy operator", charset="UTF-8"`)
+		w.Header().Set("Cache-Control", "no-store")
+		http.Error(w, "operator credentials required", http.StatusUnauthorized)
+	})
+}

@@ -1,0 +1,399 @@
+// Package admin is dormancy's HTTP server: Asynqmon behind operator
+// authentication, a JSON API through which host platforms in any language
+// use dormancy, the pages on which company administrators unlock their
+// employees and choose who is alerted, /metrics and health checks.
+//
+// Every route is in one table (routes), which says how the route is
+// authenticated; nothing reaches a handler without passing that check, and
+// the tests walk the table. Handlers that act for an administrator read the
+// actor afresh on every request and check company, permission and status
+// themselves.
+package admin
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/dormancy/dormancy/postgres"
+	"github.com/dormancy/dormancy/tasks"
+)
+
+// Config is everything the server needs; cmd/dormancy fills it from the
+// environment.
+type Config struct {
+	Store *postgres.Store
+	Redis asynq.RedisConnOpt
+	// Queue takes the tasks the API enqueues; nil means an asynq client on
+	// Redis.
+	Queue tasks.Enqueuer
+	// LinkSecret is the HMAC key shared with the host for signed links to
+	// the administrators' pages; at least MinLinkSecret bytes.
+	LinkSecret []byte
+	// OperatorUser and OperatorPassword guard /monitoring/, /metrics and
+	// the dev mailbox. Without them those routes answer 401 to everyone.
+	OperatorUser     string
+	OperatorPassword string
+	// MonitoringReadOnly hides Asynqmon's buttons that change queues.
+	MonitoringReadOnly bool
+	// DevMailbox serves /dev/mailbox: mail is going to the dev mailbox.
+	DevMailbox bool
+	// SessionTTL is how long an administrator's session lasts (8 h when 0);
+	// MaxLinkTTL is the longest lifetime a signed link may claim (15 min
+	// when 0), so a host cannot mint a link that works for a day.
+	SessionTTL time.Duration
+	MaxLinkTTL time.Duration
+	// InsecureCookies drops the Secure attribute from the session cookie,
+	// for plain-HTTP development on a host name browsers do not trust.
+	InsecureCookies bool
+	Logger          *slog.Logger
+	// Now is the clock; nil means time.Now. Tests inject their own.
+	Now func() time.Time
+	// Random is the source of session tokens and keys; nil means crypto/rand.
+	Random io.Reader
+}
+
+// MinLinkSecret is the shortest link secret accepted: 256 bits.
+const MinLinkSecret = 32
+
+// Server is the admin HTTP handler.
+type Server struct {
+	cfg       Config
+	store     *postgres.Store
+	queue     tasks.Enqueuer
+	host      *tasks.Client
+	inspector *asynq.Inspector
+	redis     redis.UniversalClient
+	monitor   *asynqmon.HTTPHandler
+	metrics   *prometheus.Registry
+	pages     *pageSet
+	mux       *http.ServeMux
+	routes    []route
+	log       *slog.Logger
+	now       func() time.Time
+	random    io.Reader
+	closers   []func() error
+}
+
+// New builds the server; Run serves it, or use it as an http.Handler.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil || cfg.Redis == nil {
+		return nil, errors.New("admin.New: Store and Redis are required")
+	}
+	if len(cfg.LinkSecret) < MinLinkSecret {
+		return nil, fmt.Errorf("admin.New: LinkSecret must be at least %d bytes", MinLinkSecret)
+	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = 8 * time.Hour
+	}
+	if cfg.MaxLinkTTL <= 0 {
+		cfg.MaxLinkTTL = 15 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Random == nil {
+		cfg.Random = rand.Reader
+	}
+	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: cfg.Now, random: cfg.Random}
+	s.queue = cfg.Queue
+	if s.queue == nil {
+		c := asynq.NewClient(cfg.Redis)
+		s.closers = append(s.closers, c.Close)
+		s.queue = c
+	}
+	s.host = tasks.NewClient(s.queue, cfg.Store, cfg.Now)
+	s.inspector = asynq.NewInspector(cfg.Redis)
+	s.closers = append(s.closers, s.inspector.Close)
+	rc, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		s.Close()
+		return nil, errors.New("admin.New: Redis option does not make a go-redis client")
+	}
+	s.redis = rc
+	s.closers = append(s.closers, rc.Close)
+	s.monitor = asynqmon.New(asynqmon.Options{
+		RootPath: monitoringRoot, RedisConnOpt: cfg.Redis, ReadOnly: cfg.MonitoringReadOnly,
+	})
+	s.closers = append(s.closers, s.monitor.Close)
+	s.metrics = newMetrics(s)
+	pages, err := parsePages()
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.pages = pages
+	s.routes = s.routeTable()
+	s.mux = http.NewServeMux()
+	for _, rt := range s.routes {
+		s.mux.Handle(rt.pattern, s.guard(rt))
+	}
+	return s, nil
+}
+
+// Close releases the server's Redis connections.
+func (s *Server) Close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		_ = s.closers[i]()
+	}
+	s.closers = nil
+}
+
+const monitoringRoot = "/monitoring"
+
+// authKind says what a route demands before its handler runs.
+type authKind int
+
+const (
+	// authNone: health checks, the OpenAPI document, static assets.
+	authNone authKind = iota
+	// authLink: the signed-link entry, which checks the link itself.
+	authLink
+	// authAPIKey: a host platform's API key.
+	authAPIKey
+	// authAPIActor: an API key and an acting administrator, named by the
+	// X-Actor-Account-ID header, whom the handler checks against the
+	// company it touches.
+	authAPIActor
+	// authSession: an administrator's session cookie; unsafe methods need
+	// the CSRF token too.
+	authSession
+	// authOperator: the operator's HTTP basic credentials.
+	authOperator
+)
+
+func (k authKind) String() string {
+	return [...]string{"none", "link", "api_key", "api_key+actor", "session", "operator"}[k]
+}
+
+// route is one entry of the routing table.
+type route struct {
+	pattern string // net/http pattern: "METHOD /path/{wildcard}"
+	auth    authKind
+	handler http.Handler
+}
+
+func (s *Server) routeTable() []route {
+	api := func(pattern string, auth authKind, h apiHandler) route {
+		return route{pattern, auth, s.apiHandler(h)}
+	}
+	page := func(pattern string, h pageHandler) route {
+		return route{pattern, authSession, s.pageHandler(h)}
+	}
+	rs := []route{
+		{"GET /healthz", authNone, http.HandlerFunc(s.healthz)},
+		{"GET /readyz", authNone, http.HandlerFunc(s.readyz)},
+		{"GET /api/v1/openapi.json", authNone, http.HandlerFunc(serveOpenAPI)},
+		{"GET /admin/static/", authNone, staticHandler()},
+
+		api("POST /api/v1/login-attempts", authAPIKey, s.apiLoginAttempt),
+		api("POST /api/v1/verifications/redeem", authAPIKey, s.apiRedeem),
+		api("GET /api/v1/companies/{id}/accounts", authAPIActor, s.apiListAccounts),
+		api("POST /api/v1/companies/{id}/unlocks", authAPIActor, s.apiUnlock),
+		api("GET /api/v1/companies/{id}/unlocks/{task_id}", authAPIActor, s.apiUnlockStatus),
+		api("GET /api/v1/companies/{id}/login-notification-recipients", authAPIActor, s.apiGetRecipients),
+		api("PUT /api/v1/companies/{id}/login-notification-recipients", authAPIActor, s.apiPutRecipients),
+		api("GET /api/v1/accounts/{id}", authAPIActor, s.apiAccount),
+		{"/api/v1/", authNone, http.HandlerFunc(s.apiFallback)},
+
+		{"GET /admin/login", authLink, http.HandlerFunc(s.pageLogin)},
+		page("POST /admin/logout", s.pageLogout),
+		page("GET /admin/employees", s.pageEmployees),
+		page("POST /admin/unlocks", s.pageUnlock),
+		page("GET /admin/unlocks/{task_id}", s.pageUnlockStatus),
+		page("GET /admin/recipients", s.pageRecipients),
+		page("POST /admin/recipients/confirm", s.pageRecipientsConfirm),
+		page("POST /admin/recipients", s.pageRecipientsSave),
+
+		{monitoringRoot + "/", authOperator, s.monitor},
+		{"GET /metrics", authOperator, s.metricsHandler()},
+	}
+	rs = append(rs, s.directoryRoutes()...)
+	if s.cfg.DevMailbox {
+		rs = append(rs, route{"GET /dev/mailbox", authOperator, http.HandlerFunc(s.devMailbox)})
+	}
+	return rs
+}
+
+// guard runs the route's authentication before its handler, so a handler
+// never sees an unauthenticated request.
+func (s *Server) guard(rt route) http.Handler {
+	switch rt.auth {
+	case authAPIKey, authAPIActor:
+		return s.requireAPIKey(rt.auth == authAPIActor, rt.handler)
+	case authSession:
+		return s.requireSession(rt.handler)
+	case authOperator:
+		return s.requireOperator(rt.handler)
+	}
+	return rt.handler
+}
+
+// ServeHTTP serves one request with a request id, a log line and panic
+// recovery.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := s.now()
+	rid := r.Header.Get("X-Request-ID")
+	if !validRequestID(rid) {
+		rid = tasks.NewKey()
+	}
+	w.Header().Set("X-Request-ID", rid)
+	sw := &statusWriter{ResponseWriter: w}
+	r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, rid))
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.log.ErrorContext(r.Context(), "admin: panic", slog.Any("panic", p), slog.String("path", r.URL.Path))
+			if !sw.wrote {
+				http.Error(sw, "internal error", http.StatusInternalServerError)
+			}
+		}
+		s.log.LogAttrs(r.Context(), slog.LevelDebug, "http request",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", sw.status),
+			slog.String("request_id", rid), slog.Duration("took", s.now().Sub(start)))
+	}()
+	s.mux.ServeHTTP(sw, r)
+}
+
+type requestIDKey struct{}
+
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+func validRequestID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c <= ' ' || c > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.status, w.wrote = http.StatusOK, true
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection (Asynqmon
+// streams nothing, but flushes are cheap to keep working).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// apiFallback answers an /api/v1 request no route took, in JSON: 405 with
+// the Allow header when the path exists for other methods, 404 otherwise.
+func (s *Server) apiFallback(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "/api/v1/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeError(w, &apiError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: "method not allowed here"})
+		return
+	}
+	writeError(w, &apiError{Status: http.StatusNotFound, Code: "not_found", Message: "no such endpoint"})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, "ok\n")
+}
+
+// readyz answers 200 when Postgres and Redis both answer within two seconds.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	var failed []string
+	if err := s.store.Ping(ctx); err != nil {
+		failed = append(failed, "postgres")
+		s.log.WarnContext(ctx, "readyz: postgres", slog.String("error", err.Error()))
+	}
+	if err := s.redis.Ping(ctx).Err(); err != nil {
+		failed = append(failed, "redis")
+		s.log.WarnContext(ctx, "readyz: redis", slog.String("error", err.Error()))
+	}
+	if len(failed) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "not ready: %s\n", strings.Join(failed, ", "))
+		return
+	}
+	io.WriteString(w, "ok\n")
+}
+
+// Run serves on addr until ctx is cancelled, then finishes the requests in
+// flight (up to 10 s) and returns.
+func (s *Server) Run(ctx context.Context, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("admin.Run: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve is Run on a listener the caller opened.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		return fmt.Errorf("admin.Serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("admin.Serve: shutdown: %w", err)
+	}
+	<-done
+	return nil
+}

@@ -1,0 +1,328 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/dormancy/dormancy/internal/testenv"
+	"github.com/dormancy/dormancy/mail"
+	"github.com/dormancy/dormancy/mail/resendtest"
+	"github.com/dormancy/dormancy/policy"
+	"github.com/dormancy/dormancy/postgres"
+	"github.com/dormancy/dormancy/tasks"
+	"github.com/dormancy/dormancy/worker"
+)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// fixture is a company with active accounts, dormant email-ID accounts and
+// two login notification recipients, generated in SQL.
+type fixture struct {
+	company string
+	active  int
+	dormant int
+}
+
+func newFixture(b *testing.B, active, dormant int, recipients bool) fixture {
+	b.Helper()
+	db := testenv.DB(b)
+	f := fixture{company: testenv.UniqueID("bench"), active: active, dormant: dormant}
+	now := time.Now()
+	stmts := []string{
+		`INSERT INTO companies (id) VALUES ($1)`,
+		`INSERT INTO accounts (company_id, login_id, id_kind, email, name, created_at, last_login_at)
+		 SELECT $1, 'a' || g || '@example.com', 'email', 'a' || g || '@example.com', '社員 ' || g, $2::timestamptz - interval '400 days', $2::timestamptz - interval '3 days'
+		 FROM generate_series(1, ` + strconv.Itoa(active) + `) g`,
+		`INSERT INTO accounts (company_id, login_id, id_kind, email, name, created_at, last_login_at)
+		 SELECT $1, 'd' || g || '@example.com', 'email', 'd' || g || '@example.com', '休眠 ' || g, $2::timestamptz - interval '400 days', $2::timestamptz - interval '120 days'
+		 FROM generate_series(1, ` + strconv.Itoa(dormant) + `) g`,
+		`INSERT INTO login_notification_recipients (company_id, account_id)
+		 SELECT $1, id FROM accounts WHERE company_id = $1 AND login_id IN ('a1@example.com', 'a2@example.com')`,
+	}
+	if !recipients {
+		stmts = stmts[:3]
+	}
+	for i, s := range stmts {
+		args := []any{f.company}
+		if i == 1 || i == 2 {
+			args = append(args, now)
+		}
+		if _, err := db.Exec(s, args...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return f
+}
+
+// loginMix returns n attempts: 90 % password logins and 8 % saved logins of
+// active accounts, 2 % password logins of dormant ones (each a lock, a
+// token, a verification email and two alerts).
+func (f fixture) loginMix(n int) []tasks.LoginAttempt {
+	out := make([]tasks.LoginAttempt, n)
+	r := rand.New(rand.NewPCG(1, 2))
+	d := 0
+	for i := range out {
+		p := tasks.LoginAttempt{
+			CompanyID: f.company, Method: policy.MethodPassword, IP: "203.0.113.9", At: time.Now(),
+			UserAgent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36",
+		}
+		switch x := i % 100; {
+		case x < 2 && d < f.dormant:
+			d++
+			p.LoginID = fmt.Sprintf("d%d@example.com", d)
+		case x < 10:
+			p.Method = policy.MethodRemembered
+			fallthrough
+		default:
+			p.LoginID = fmt.Sprintf("a%d@example.com", 3+r.IntN(f.active-2))
+		}
+		out[i] = p
+	}
+	return out
+}
+
+// harness runs one asynq server on the benchmark's Redis DB and counts the
+// tasks of one type as they finish.
+type harness struct {
+	done  chan struct{}
+	count atomic.Int64
+	want  int64
+	typ   string
+}
+
+func (h *harness) wrap(next asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		err := next.ProcessTask(ctx, t)
+		if t.Type() == h.typ && h.count.Add(1) == h.want {
+			close(h.done)
+		}
+		return err
+	})
+}
+
+// drainRate enqueues all tasks first, then starts a server and times how
+// long it takes to finish the ones of type typ.
+func drainRate(b *testing.B, concurrency int, typ string, all []*asynq.Task, register func(*asynq.ServeMux)) float64 {
+	b.Helper()
+	q := asynq.NewClient(testenv.RedisOpt())
+	defer q.Close()
+	var want int64
+	for _, t := range all {
+		if _, err := q.Enqueue(t); err != nil {
+			b.Fatal(err)
+		}
+		if t.Type() == typ {
+			want++
+		}
+	}
+	h := &harness{done: make(chan struct{}), want: want, typ: typ}
+	srv := asynq.NewServer(testenv.RedisOpt(), asynq.Config{
+		Concurrency: concurrency, Queues: tasks.Queues, TaskCheckInterval: 50 * time.Millisecond,
+		Logger: quietAsynq{}, LogLevel: asynq.ErrorLevel,
+	})
+	mux := asynq.NewServeMux()
+	mux.Use(h.wrap)
+	register(mux)
+	start := time.Now()
+	if err := srv.Start(mux); err != nil {
+		b.Fatal(err)
+	}
+	select {
+	case <-h.done:
+	case <-time.After(10 * time.Minute):
+		b.Fatalf("%s: %d of %d done after 10 minutes", typ, h.count.Load(), want)
+	}
+	elapsed := time.Since(start)
+	srv.Shutdown()
+	return float64(want) / elapsed.Seconds()
+}
+
+type quietAsynq struct{}
+
+func (quietAsynq) Debug(...any) {}
+func (quietAsynq) Info(...any)  {}
+func (quietAsynq) Warn(...any)  {}
+func (quietAsynq) Error(...any) {}
+func (quietAsynq) Fatal(...any) {}
+
+func newHandlers(b *testing.B, store *postgres.Store, fake *resendtest.Server) *worker.Handlers {
+	sender, err := mail.NewResend(mail.ResendConfig{APIKey: "re_bench", BaseURL: fake.URL(), From: "bench <b@example.com>"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	base, _ := url.Parse("https://platform.example.com/")
+	h := worker.NewHandlers(worker.Config{
+		Redis: testenv.RedisOpt(), Store: store, Sender: sender, Links: worker.Links{Base: base},
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+	})
+	b.Cleanup(h.Close)
+	return h
+}
+
+// BenchmarkLoginAttemptThroughput compares the realistic login mix with
+// asynq's no-op task at the same concurrency: the ratio says how much of
+// the queue's own ceiling dormancy's work leaves.
+func BenchmarkLoginAttemptThroughput(b *testing.B) {
+	n := envInt("BENCH_TASKS", 20000)
+	concurrency := envInt("BENCH_CONCURRENCY", 20)
+	store := testenv.Store(b)
+	fake := resendtest.New(b)
+	h := newHandlers(b, store, fake)
+	f := newFixture(b, 5000, n/50+1, true)
+
+	noops := make([]*asynq.Task, n)
+	for i := range noops {
+		noops[i] = asynq.NewTask("bench:noop", nil, asynq.Queue(tasks.QueueCritical))
+	}
+	noopRate := drainRate(b, concurrency, "bench:noop", noops, func(mux *asynq.ServeMux) {
+		mux.HandleFunc("bench:noop", func(context.Context, *asynq.Task) error { return nil })
+	})
+
+	var attempts []*asynq.Task
+	for _, p := range f.loginMix(n) {
+		t, err := tasks.NewLoginAttemptTask(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		attempts = append(attempts, t)
+	}
+	mixRate := drainRate(b, concurrency, tasks.TypeLoginAttempt, attempts, h.Register)
+
+	b.ReportMetric(mixRate, "attempts/s")
+	b.ReportMetric(noopRate, "noop/s")
+	b.ReportMetric(mixRate/noopRate, "ratio")
+	record(row{
+		name:     fmt.Sprintf("login:attempt mix throughput (%d tasks, concurrency %d)", n, concurrency),
+		value:    fmt.Sprintf("%.0f/s", mixRate),
+		baseline: fmt.Sprintf("%.0f/s asynq no-op", noopRate),
+		ratio:    fmt.Sprintf("%.2f", mixRate/noopRate),
+		target:   "≥ 0.60",
+	})
+}
+
+// BenchmarkVerificationLatency times enqueue → verification email received
+// by the fake Resend, one attempt at a time on an otherwise idle worker,
+// beside enqueue → handler start of a no-op task on the same server.
+func BenchmarkVerificationLatency(b *testing.B) {
+	n := envInt("BENCH_LATENCY_SAMPLES", 200)
+	interval := envDuration("BENCH_TASK_CHECK_INTERVAL", 50*time.Millisecond)
+	store := testenv.Store(b)
+	fake := resendtest.New(b)
+	h := newHandlers(b, store, fake)
+	f := newFixture(b, 10, n, false)
+
+	started := make(chan time.Time, 1)
+	srv := asynq.NewServer(testenv.RedisOpt(), asynq.Config{
+		Concurrency: 20, Queues: tasks.Queues, TaskCheckInterval: interval, Logger: quietAsynq{}, LogLevel: asynq.ErrorLevel,
+	})
+	mux := asynq.NewServeMux()
+	h.Register(mux)
+	mux.HandleFunc("bench:noop", func(context.Context, *asynq.Task) error { started <- time.Now(); return nil })
+	if err := srv.Start(mux); err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Shutdown()
+	q := asynq.NewClient(testenv.RedisOpt())
+	defer q.Close()
+	ctx := context.Background()
+
+	var noop, verify []time.Duration
+	for i := 1; i <= n; i++ {
+		t0 := time.Now()
+		if _, err := q.Enqueue(asynq.NewTask("bench:noop", nil, asynq.Queue(tasks.QueueCritical))); err != nil {
+			b.Fatal(err)
+		}
+		noop = append(noop, (<-started).Sub(t0))
+
+		task, _ := tasks.NewLoginAttemptTask(tasks.LoginAttempt{
+			CompanyID: f.company, LoginID: fmt.Sprintf("d%d@example.com", i), Method: policy.MethodPassword, At: time.Now(),
+		})
+		t0 = time.Now()
+		if _, err := q.Enqueue(task); err != nil {
+			b.Fatal(err)
+		}
+		wait, cancel := context.WithTimeout(ctx, 30*time.Second)
+		emails, err := fake.WaitFor(wait, i)
+		cancel()
+		if err != nil {
+			b.Fatalf("email %d: %v", i, err)
+		}
+		verify = append(verify, emails[i-1].ReceivedAt.Sub(t0))
+	}
+	np50, np99 := percentiles(noop)
+	vp50, vp99 := percentiles(verify)
+	b.ReportMetric(float64(vp50.Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(vp99.Microseconds())/1000, "p99-ms")
+	record(row{
+		name:     fmt.Sprintf("enqueue → verification email p50 / p99 (%d samples, check interval %v)", n, interval),
+		value:    fmt.Sprintf("%s / %s", ms(vp50), ms(vp99)),
+		baseline: fmt.Sprintf("%s / %s no-op pick-up", ms(np50), ms(np99)),
+		ratio:    fmt.Sprintf("%.1f / %.1f", float64(vp50)/float64(np50), float64(vp99)/float64(np99)),
+		target:   "p99 < 25 ms",
+	})
+}
+
+func percentiles(d []time.Duration) (p50, p99 time.Duration) {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)*50/100], s[min(len(s)-1, len(s)*99/100)]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+
+// BenchmarkDecide is the pure decision beside a clock read, the cheapest
+// thing every caller does anyway. It times its own loops: testing.Benchmark
+// cannot run inside a benchmark.
+func BenchmarkDecide(b *testing.B) {
+	p := policy.DefaultPolicy()
+	now := time.Now()
+	a := policy.Account{IDKind: policy.IDKindEmail, CreatedAt: now.AddDate(-1, 0, 0), LastLoginAt: now.AddDate(0, 0, -3), State: policy.StateActive}
+	const n = 5_000_000
+	var sink policy.Decision
+	t0 := time.Now()
+	for range n {
+		sink = policy.Decide(a, p, policy.MethodPassword, now)
+	}
+	decide := float64(time.Since(t0).Nanoseconds()) / n
+	var clockSink time.Time
+	t0 = time.Now()
+	for range n {
+		clockSink = time.Now()
+	}
+	clock := float64(time.Since(t0).Nanoseconds()) / n
+	allocs := testing.AllocsPerRun(1000, func() { sink = policy.Decide(a, p, policy.MethodPassword, now) })
+	_, _ = sink, clockSink
+	b.ReportMetric(decide, "decide-ns/op")
+	b.ReportMetric(allocs, "allocs/op")
+	record(row{
+		name:     "Decide (active account, password login)",
+		value:    fmt.Sprintf("%.1f ns/op, %.0f allocs/op", decide, allocs),
+		baseline: fmt.Sprintf("%.1f ns/op time.Now()", clock),
+		ratio:    fmt.Sprintf("%.1f", decide/clock),
+		target:   "< 1 µs, 0 allocs",
+	})
+}

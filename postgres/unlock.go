@@ -1,0 +1,190 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/uptrace/bun/dialect/pgdialect"
+
+	"github.com/dormancy/dormancy/policy"
+)
+
+// EventUnlocked is an administrator's unlock of one account; the event
+// carries the administrator as actor_account_id.
+const EventUnlocked EventKind = "unlocked"
+
+// Unlock is an administrator's request to unlock locked platform-ID
+// accounts of a company: the accounts named, or all of them.
+type Unlock struct {
+	CompanyID  string
+	ActorID    int64
+	AccountIDs []int64
+	All        bool
+	At         time.Time
+	RequestID  string
+}
+
+// UnlockResult says what an unlock did.
+type UnlockResult struct {
+	// Unlocked are the accounts this call unlocked, in id order. An account
+	// already unlocked (by an earlier delivery of the same task) is not in
+	// it.
+	Unlocked []int64
+	// Deadline is the next local midnight in the company's time zone.
+	Deadline time.Time
+	// NoticeMailIDs are the owners' notices still pending for this
+	// deadline, including those an earlier delivery wrote but may not have
+	// queued: the caller hands them to the queue.
+	NoticeMailIDs []int64
+}
+
+// AdminUnlockedKey is the idempotency key of the notice to the owner of
+// account unlocked until deadline: one notice per unlock. The notice's
+// template reads the deadline back from it (ParseAdminUnlockedKey), so a
+// notice sent after its owner already logged in still names its deadline.
+func AdminUnlockedKey(accountID int64, deadline time.Time) string {
+	return fmt.Sprintf("%s:%d:%d", MailAdminUnlocked, accountID, deadline.UnixMicro())
+}
+
+// ParseAdminUnlockedKey returns the deadline an AdminUnlockedKey names.
+func ParseAdminUnlockedKey(key string) (time.Time, error) {
+	parts := strings.Split(key, ":")
+	if len(parts) != 3 || parts[0] != string(MailAdminUnlocked) {
+		return time.Time{}, fmt.Errorf("postgres.ParseAdminUnlockedKey(%q): not an admin unlock notice key", key)
+	}
+	us, err := strconv.ParseInt(parts[2], 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("postgres.ParseAdminUnlockedKey(%q): %w", key, err)
+	}
+	return time.UnixMicro(us).UTC(), nil
+}
+
+// UnlockAccounts unlocks the accounts named, or all locked platform-ID
+// accounts of the company, until the next local midnight, and returns the
+// ids it unlocked. See Unlock for the rules; this is the form an HTTP
+// handler uses to report how many were unlocked. The owners' notices are
+// written to the outbox and reach the queue through the requeue job; a
+// caller that wants them sent at once uses Unlock and queues them.
+func (s *Store) UnlockAccounts(ctx context.Context, companyID string, actorID int64, accountIDs []int64, all bool, now time.Time, requestID string) ([]int64, error) {
+	r, err := s.Unlock(ctx, Unlock{CompanyID: companyID, ActorID: actorID, AccountIDs: accountIDs, All: all, At: now, RequestID: requestID})
+	return r.Unlocked, err
+}
+
+// Unlock carries out an administrator's unlock in one transaction:
+//
+//   - the actor must be an active account of the company with the
+//     employee-management permission, else policy.ErrForbidden;
+//   - every account named must belong to the company, else
+//     policy.ErrNotFound and nothing changes (which of them is foreign, or
+//     whether it exists at all, is not said);
+//   - only active platform-ID accounts that are locked, or whose same-day
+//     unlock has already passed, are unlocked; the rest are left alone;
+//   - each unlocked account gets an "unlocked" audit event with the actor,
+//     and, if it has an email address, an owner's notice in the outbox.
+//
+// Running it again changes nothing: the accounts are no longer locked.
+func (s *Store) Unlock(ctx context.Context, u Unlock) (UnlockResult, error) {
+	op := fmt.Sprintf("postgres.Unlock(%q, actor %d)", u.CompanyID, u.ActorID)
+	if u.All == (len(u.AccountIDs) > 0) {
+		return UnlockResult{}, fmt.Errorf("%s: %w", op, &policy.FieldError{Field: "account_ids", Reason: "exactly one of account_ids and all is required"})
+	}
+	ids := slices.Clone(u.AccountIDs)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	if ids == nil {
+		ids = []int64{}
+	}
+	var res UnlockResult
+	err := s.WithTx(ctx, func(t *Tx) error {
+		res = UnlockResult{}
+		var c struct {
+			TimeZone string
+			IsAdmin  bool
+		}
+		// The actor's row is share-locked: an administrator retired in the
+		// same instant either commits first (and is refused here) or waits.
+		err := t.tx.NewRaw(`SELECT c.time_zone, EXISTS (
+				SELECT 1 FROM accounts ad WHERE ad.id = ? AND ad.company_id = c.id
+				  AND ad.status = 'active' AND ad.can_manage_employees FOR SHARE) AS is_admin
+			FROM companies c WHERE c.id = ?`, u.ActorID, u.CompanyID).Scan(ctx, &c.TimeZone, &c.IsAdmin)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("company: %w", ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if !c.IsAdmin {
+			return fmt.Errorf("actor %d is not an active administrator of the company: %w", u.ActorID, policy.ErrForbidden)
+		}
+		if !u.All {
+			var n int
+			err := t.tx.NewRaw(`SELECT count(*) FROM accounts WHERE company_id = ? AND id = ANY(?)`,
+				u.CompanyID, pgdialect.Array(ids)).Scan(ctx, &n)
+			if err != nil {
+				return err
+			}
+			if n != len(ids) {
+				return fmt.Errorf("%d of %d accounts are not of the company: %w", len(ids)-n, len(ids), ErrNotFound)
+			}
+		}
+		loc, err := time.LoadLocation(c.TimeZone)
+		if err != nil {
+			return fmt.Errorf("time zone %q: %w", c.TimeZone, err)
+		}
+		res.Deadline = policy.NextMidnight(u.At, loc)
+		// The notices' keys are AdminUnlockedKey, built in SQL per account.
+		keyPrefix := string(MailAdminUnlocked) + ":"
+		keySuffix := fmt.Sprintf(":%d", res.Deadline.UnixMicro())
+		// Rows are locked in id order, as every multi-row lock here is, so
+		// two bulk unlocks of one company cannot deadlock.
+		err = t.tx.NewRaw(`WITH target AS (
+				SELECT a.id FROM accounts a
+				WHERE a.company_id = ? AND (? OR a.id = ANY(?))
+				  AND a.id_kind = 'platform' AND a.status = 'active'
+				  AND (a.lock_state = 'locked' OR (a.lock_state = 'unlocked_until' AND a.unlocked_until <= ?))
+				ORDER BY a.id
+				FOR UPDATE
+			), upd AS (
+				UPDATE accounts a SET lock_state = 'unlocked_until', lock_reason = NULL, unlocked_until = ?, updated_at = now()
+				FROM target WHERE a.id = target.id
+				RETURNING a.id, a.company_id, a.email
+			), ev AS (
+				INSERT INTO audit_events (company_id, account_id, actor_account_id, kind, detail, request_id, occurred_at)
+				SELECT upd.company_id, upd.id, ?, ?, json_build_object('unlocked_until', ?::timestamptz, 'all', ?::boolean), ?, ?
+				FROM upd
+			), notice AS (
+				INSERT INTO mails (kind, company_id, account_id, to_address, locale, idempotency_key, created_at)
+				SELECT ?, upd.company_id, upd.id, upd.email, c.locale, ? || upd.id || ?, ?
+				FROM upd JOIN companies c ON c.id = upd.company_id
+				WHERE upd.email IS NOT NULL
+				ON CONFLICT (idempotency_key) DO NOTHING
+			)
+			SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM upd`,
+			u.CompanyID, u.All, pgdialect.Array(ids), u.At,
+			res.Deadline,
+			u.ActorID, string(EventUnlocked), res.Deadline, u.All, u.RequestID, u.At,
+			string(MailAdminUnlocked), keyPrefix, keySuffix, u.At,
+		).Scan(ctx, pgdialect.Array(&res.Unlocked))
+		if err != nil {
+			return err
+		}
+		// A later statement sees the notices written above, and those of
+		// an earlier delivery that unlocked the same accounts today.
+		return t.tx.NewRaw(`SELECT coalesce(array_agg(m.id ORDER BY m.id), '{}')
+			FROM accounts a JOIN mails m ON m.idempotency_key = ? || a.id || ?
+			WHERE a.company_id = ? AND (? OR a.id = ANY(?)) AND a.lock_state = 'unlocked_until'
+			  AND a.unlocked_until = ? AND m.status = 'pending'`,
+			keyPrefix, keySuffix, u.CompanyID, u.All, pgdialect.Array(ids), res.Deadline,
+		).Scan(ctx, pgdialect.Array(&res.NoticeMailIDs))
+	})
+	if err != nil {
+		return UnlockResult{}, fmt.Errorf("%s: %w", op, err)
+	}
+	return res, nil
+}

@@ -1,0 +1,228 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/dormancy/dormancy/policy"
+	"github.com/dormancy/dormancy/postgres"
+	"github.com/dormancy/dormancy/tasks"
+)
+
+// The maintenance handlers run the scheduler's jobs. Each works through its
+// rows in batches, one statement per batch, and logs every batch; none
+// holds a transaction across the table. Each is safe to run twice or
+// concurrently: a second run finds nothing left to do, and rows one run
+// holds are skipped by the other.
+
+// maintenance decodes a maintenance payload and runs job, classifying its
+// failure: a bad payload or a constraint violation is permanent, a database
+// that is unreachable or busy is retried (a run that changed some batches
+// before failing resumes where the rows say it stopped).
+func (h *Handlers) maintenance(ctx context.Context, t *asynq.Task, job func(context.Context, tasks.Maintenance) (int, error)) error {
+	p, err := tasks.DecodeMaintenance(t.Payload())
+	if err != nil {
+		return h.reject(ctx, t, "", err)
+	}
+	n, err := job(ctx, p)
+	if err != nil {
+		if ctx.Err() != nil || !errors.Is(err, policy.ErrNotFound) && postgres.Retryable(err) {
+			return err
+		}
+		return h.reject(ctx, t, "", err)
+	}
+	// Most runs of the every-minute jobs find nothing; only work is news.
+	level := slog.LevelDebug
+	if n > 0 {
+		level = slog.LevelInfo
+	}
+	h.logger(ctx).Log(ctx, level, "maintenance done", slog.Time("period", p.Period), slog.Int("rows", n))
+	return nil
+}
+
+// batches calls batch until it reports fewer rows than limit, logging each
+// batch, and returns the total.
+func (h *Handlers) batches(ctx context.Context, what string, limit int, batch func() (int, error)) (int, error) {
+	total := 0
+	for i := 1; ; i++ {
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+		n, err := batch()
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n > 0 {
+			h.logger(ctx).Info(what, slog.Int("batch", i), slog.Int("rows", n), slog.Int("total", total))
+		}
+		if n < limit {
+			return total, nil
+		}
+	}
+}
+
+// Relock locks again the accounts whose same-day unlock passed without a
+// login. Decide already refuses them at their deadline; this makes the
+// administrators' list show them locked.
+func (h *Handlers) Relock(ctx context.Context, t *asynq.Task) error {
+	return h.maintenance(ctx, t, func(ctx context.Context, p tasks.Maintenance) (int, error) {
+		now := h.now()
+		return h.batches(ctx, "relock batch", p.Batch(), func() (int, error) {
+			return h.store.RelockBatch(ctx, now, p.Batch())
+		})
+	})
+}
+
+// SweepDormant locks the accounts that turned dormant without trying to
+// log in, so the administrators' list shows them as locked. It sends no
+// mail: the owner meets the lock at the next login, on the usual path.
+func (h *Handlers) SweepDormant(ctx context.Context, t *asynq.Task) error {
+	return h.maintenance(ctx, t, func(ctx context.Context, p tasks.Maintenance) (int, error) {
+		now := h.now()
+		var cur postgres.Cursor
+		return h.batches(ctx, "sweep batch", p.Batch(), func() (int, error) {
+			n, next, err := h.store.SweepBatch(ctx, now, cur, p.Batch())
+			cur = next
+			return n, err
+		})
+	})
+}
+
+// PurgeTokens deletes verification links dead for longer than the
+// retention (Maintenance.MinAge, default tasks.DefaultTokenRetention).
+func (h *Handlers) PurgeTokens(ctx context.Context, t *asynq.Task) error {
+	return h.maintenance(ctx, t, func(ctx context.Context, p tasks.Maintenance) (int, error) {
+		before := h.now().Add(-p.MinAge(tasks.DefaultTokenRetention))
+		return h.batches(ctx, "token purge batch", p.Batch(), func() (int, error) {
+			return h.store.PurgeTokensBatch(ctx, before, p.Batch())
+		})
+	})
+}
+
+// PrelockWarnings mails the owners whose account is a configured number of
+// days from its lock (policy.PrelockWarningDue decides), once per stage and
+// dormancy cycle. The mails are written to the outbox with their warning
+// records in one statement per batch and queued after it.
+func (h *Handlers) PrelockWarnings(ctx context.Context, t *asynq.Task) error {
+	return h.maintenance(ctx, t, func(ctx context.Context, p tasks.Maintenance) (int, error) {
+		now := h.now()
+		var cur postgres.Cursor
+		return h.batches(ctx, "prelock warning batch", p.Batch(), func() (int, error) {
+			subs, next, err := h.store.PrelockCandidates(ctx, now, cur, p.Batch())
+			if err != nil {
+				return 0, err
+			}
+			cur = next
+			var due []postgres.PrelockWarningDue
+			for _, s := range subs {
+				if w, ok := policy.PrelockWarningDue(s.Employee, s.Company, now); ok {
+					due = append(due, postgres.PrelockWarningDue{AccountID: s.Employee.ID, PrelockWarning: w})
+				}
+			}
+			ids, err := h.store.RecordPrelockWarnings(ctx, due, now)
+			if err != nil {
+				return 0, err
+			}
+			out := make([]outgoing, len(ids))
+			for i, id := range ids {
+				out[i] = outgoing{tasks.TypeEmailNotice, tasks.Email{MailID: id}}
+			}
+			if err := h.enqueue(ctx, out); err != nil {
+				return 0, err
+			}
+			if len(ids) > 0 {
+				h.logger(ctx).Info("prelock warnings written", slog.Int("candidates", len(subs)), slog.Int("mails", len(ids)))
+			}
+			// The batch is full when the candidates were, however few were due.
+			return len(subs), nil
+		})
+	})
+}
+
+// RequeueMail hands to the queue again the pending mails older than
+// Maintenance.MinAge (default tasks.DefaultMailRequeueAfter) whose task was
+// lost: a process that died between its commit and its enqueue, a Redis
+// that lost data, or an unlock made synchronously by the admin server.
+//
+// An alert or a notice is simply enqueued again; its task ID is the mail's,
+// so a task still queued or retrying makes that a no-op. A verification
+// mail goes through the same path as a redelivered login attempt: left
+// alone while its task exists, otherwise given a fresh link (only the
+// link's hash is stored). A verification mail whose link died meanwhile is
+// dropped instead, so that it does not supersede a newer email's link.
+func (h *Handlers) RequeueMail(ctx context.Context, t *asynq.Task) error {
+	return h.maintenance(ctx, t, func(ctx context.Context, p tasks.Maintenance) (int, error) {
+		now := h.now()
+		before := now.Add(-p.MinAge(tasks.DefaultMailRequeueAfter))
+		dropped, err := h.batches(ctx, "dead verification mail batch", p.Batch(), func() (int, error) {
+			return h.store.DropDeadVerificationMails(ctx, before, now, p.Batch())
+		})
+		if err != nil {
+			return dropped, err
+		}
+		var after int64
+		n, err := h.batches(ctx, "requeue mail batch", p.Batch(), func() (int, error) {
+			ms, err := h.store.StaleMails(ctx, before, after, p.Batch())
+			if err != nil || len(ms) == 0 {
+				return 0, err
+			}
+			after = ms[len(ms)-1].ID
+			return len(ms), h.requeueStale(ctx, ms)
+		})
+		return dropped + n, err
+	})
+}
+
+// requeueStale queues one batch of stale mails. Mails of a login attempt
+// are handled per attempt under the account's row lock, as a redelivered
+// attempt would handle them.
+func (h *Handlers) requeueStale(ctx context.Context, ms []postgres.StaleMail) error {
+	var out []outgoing
+	attempts := map[int64]bool{}
+	for _, m := range ms {
+		switch {
+		case m.AttemptID != 0:
+			if attempts[m.AttemptID] {
+				continue
+			}
+			attempts[m.AttemptID] = true
+			var more []outgoing
+			err := h.store.WithTx(ctx, func(tx *postgres.Tx) error {
+				sub, err := tx.LockAccountByID(ctx, m.AccountID)
+				if err != nil {
+					return err
+				}
+				more, err = h.requeueAttemptMail(ctx, tx, sub.Employee, sub.Company.Policy, m.AttemptID)
+				return err
+			})
+			if errors.Is(err, policy.ErrNotFound) {
+				continue // the account was deleted meanwhile, and its mail with it
+			}
+			if err != nil {
+				return fmt.Errorf("requeue mails of attempt %d: %w", m.AttemptID, err)
+			}
+			// Queue each attempt's mail as soon as its transaction commits:
+			// a fresh link exists only in its task.
+			if err := h.enqueue(ctx, more); err != nil {
+				return err
+			}
+		case m.Kind == postgres.MailDormantLoginAlert:
+			out = append(out, outgoing{tasks.TypeEmailAlert, tasks.Email{MailID: m.ID}})
+		case m.Kind == postgres.MailVerification:
+			// Its attempt is gone, so the link cannot be re-issued the way
+			// the attempt would; it is dropped once the link dies.
+			h.logger(ctx).Warn("pending verification mail without attempt", slog.Int64("mail_id", m.ID))
+		default:
+			out = append(out, outgoing{tasks.TypeEmailNotice, tasks.Email{MailID: m.ID}})
+		}
+	}
+	if len(out) > 0 {
+		h.logger(ctx).Info("mail requeued", slog.Int("mails", len(out)))
+	}
+	return h.enqueue(ctx, out)
+}
