@@ -1,21 +1,21 @@
-.PHONY: run test build admin e2e
+.PHONY: run test build admin e2e worker scheduler
 
 build:
 	go build -o bin/dormancy ./cmd/dormancy
 
-# The scheduler runs beside the worker and stops with it.
+# The whole system in one process, with a demo company and host platform.
 run: build
 	scripts/services
+	bin/dormancy dev
+
+# The production processes, each in its own process, as the Procfile runs them.
+worker scheduler admin: build
+	scripts/services
 	bin/dormancy migrate up
-	bin/dormancy scheduler & pid=$$!; trap 'kill $$pid 2>/dev/null' EXIT; bin/dormancy worker
+	bin/dormancy $@
 
 test:
 	scripts/test
-
-admin: build
-	scripts/services
-	bin/dormancy migrate up
-	bin/dormancy admin
 
 e2e:
 	scripts/services

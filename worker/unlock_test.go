@@ -381,3 +381,32 @@ func TestUnlockDoubleClickEnqueuesOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The admin server's synchronous unlock leaves the notice in the outbox;
+// the requeue job sends it, and if the owner logged in meanwhile it still
+// names the deadline of the unlock.
+func TestSynchronousUnlockNoticeGoesOutThroughTheRequeueJob(t *testing.T) {
+	b := setup(t)
+	_, admin := b.account(t, accountOpts{kind: policy.IDKindPlatform, admin: true, lastLogin: day})
+	login, id := b.account(t, accountOpts{kind: policy.IDKindPlatform, email: "sync@example.com", lastLogin: 100 * day})
+	b.lock(t, id)
+	got, err := b.store.UnlockAccounts(b.ctx, b.company, admin, []int64{id}, false, b.clock.Now(), "req-sync")
+	if err != nil || !slices.Equal(got, []int64{id}) {
+		t.Fatalf("UnlockAccounts = %v, %v", got, err)
+	}
+	b.clock.Add(time.Minute)
+	b.run(t, b.attempt(t, b.company, login, policy.MethodPassword))
+	if got := b.lockState(t, id); got.state != "active" {
+		t.Fatalf("after the login: %+v, want active", got)
+	}
+	b.clock.Add(2 * time.Minute)
+	b.run(t, maintenanceTask(t, tasks.TypeMaintenanceRequeueMail, b.clock.Now()))
+	b.drain(t)
+	notices := b.emailsTo("sync@example.com")
+	if len(notices) != 1 {
+		t.Fatalf("notices = %d, want 1", len(notices))
+	}
+	if !strings.Contains(notices[0].Text, "2026/11/26 24:00 JST") {
+		t.Errorf("notice does not name the unlock's deadline:\n%s", notices[0].Text)
+	}
+}
