@@ -255,14 +255,13 @@ test("flow 2: a platform ID asks an administrator, who bulk-unlocks; the unlock 
 });
 
 test("flow 3: each login notification recipient is alerted with name, local time, IP and device kind", async () => {
-  const alerts = await waitForMail((m) => m.to === "soumu@demo.example" && m.subject === alertSubject, 4);
-  const about = (name) => alerts.find((m) => m.text.includes(`氏名：${name}`));
-  const pc = about("田中 一郎");
+  const about = async (name) => (await waitForMail((m) => m.to === "soumu@demo.example" && m.subject === alertSubject && m.text.includes(`氏名：${name}`)))[0];
+  const pc = await about("田中 一郎");
   assert.ok(pc, "no alert about 田中 一郎");
   assert.match(pc.text, /ログイン日時：\d{4}\/\d{2}\/\d{2} \d{2}:\d{2} JST/);
   assert.match(pc.text, /IPアドレス：127\.0\.0\.1/);
   assert.match(pc.text, /種別：PC/);
-  const phone = about("高橋 四郎");
+  const phone = await about("高橋 四郎");
   assert.ok(phone, "no alert about 高橋 四郎");
   assert.match(phone.text, /種別：スマホ/);
   assert.match(phone.text, /退職処理を行ってください/);

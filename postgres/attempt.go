@@ -15,6 +15,7 @@ import (
 type Attempt struct {
 	Key         string
 	CompanyID   string
+	LoginID     string
 	AccountID   int64
 	Method      policy.Method
 	Outcome     policy.Outcome

@@ -25,6 +25,7 @@ type Handlers struct {
 	log       *slog.Logger
 	now       func() time.Time
 	random    io.Reader
+	logins    *loginBatcher
 }
 
 // Register routes each task type to its handler, inside the logging
@@ -48,6 +49,7 @@ func (h *Handlers) Register(mux *asynq.ServeMux) {
 
 // Close releases the handlers' own Redis connections.
 func (h *Handlers) Close() {
+	h.logins.close()
 	h.queue.Close()
 	h.inspector.Close()
 }

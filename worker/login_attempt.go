@@ -41,6 +41,18 @@ func (h *Handlers) LoginAttempt(ctx context.Context, t *asynq.Task) error {
 	if p.IP != "" {
 		ip, _ = netip.ParseAddr(p.IP)
 	}
+	attempt := postgres.Attempt{
+		Key: p.AttemptKey, CompanyID: p.CompanyID, LoginID: p.LoginID, Method: p.Method, IP: ip,
+		UserAgent: p.UserAgent, Device: device.Classify(p.UserAgent), AttemptedAt: p.At,
+		RequestID: p.RequestID, RecordedAt: now,
+	}
+	handled, err := h.logins.record(ctx, attempt)
+	if err != nil {
+		return h.classify(ctx, t, p.CompanyID, err)
+	}
+	if handled {
+		return nil
+	}
 	var out []outgoing
 	var decision policy.Decision
 	err = h.store.WithTx(ctx, func(tx *postgres.Tx) error {
@@ -51,11 +63,8 @@ func (h *Handlers) LoginAttempt(ctx context.Context, t *asynq.Task) error {
 		}
 		e, pol := sub.Employee, sub.Company.Policy
 		decision = policy.Decide(e.Account, pol, p.Method, p.At)
-		attemptID, fresh, err := tx.InsertAttempt(ctx, postgres.Attempt{
-			Key: p.AttemptKey, CompanyID: e.CompanyID, AccountID: e.ID, Method: p.Method,
-			Outcome: decision.Outcome, IP: ip, UserAgent: p.UserAgent, Device: device.Classify(p.UserAgent),
-			AttemptedAt: p.At, RequestID: p.RequestID, RecordedAt: now,
-		})
+		attempt.AccountID, attempt.Outcome = e.ID, decision.Outcome
+		attemptID, fresh, err := tx.InsertAttempt(ctx, attempt)
 		if err != nil {
 			return err
 		}

@@ -145,6 +145,8 @@ func NewHandlers(cfg Config) *Handlers {
 		log:       cfg.Logger,
 		now:       now,
 		random:    random,
+		// Two lanes keep one statement in flight while the next batch fills.
+		logins: newLoginBatcher(cfg.Store, 2, 64),
 	}
 }
 
