@@ -107,8 +107,9 @@ func (s *Store) Unlock(ctx context.Context, u Unlock) (UnlockResult, error) {
 			TimeZone string
 			IsAdmin  bool
 		}
-		// The actor's row is share-locked: an administrator retired in the
-		// same instant either commits first (and is refused here) or waits.
+		// The actor's row is share-locked: a retirement of the actor in the
+		// same instant either commits first, and the unlock is refused, or
+		// waits for the unlock to commit.
 		err := t.tx.NewRaw(`SELECT c.time_zone, EXISTS (
 				SELECT 1 FROM accounts ad WHERE ad.id = ? AND ad.company_id = c.id
 				  AND ad.status = 'active' AND ad.can_manage_employees FOR SHARE) AS is_admin

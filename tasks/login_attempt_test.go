@@ -202,3 +202,12 @@ func FuzzDecodeEmail(f *testing.F) {
 		}
 	})
 }
+
+// encoding/json reports a bad time without its field; the decoders name it.
+func TestBadTimeNamesItsField(t *testing.T) {
+	_, err := tasks.DecodeMaintenance([]byte(`{"period":"soon"}`))
+	var fe *tasks.FieldError
+	if !errors.As(err, &fe) || fe.Field != "period" {
+		t.Errorf("bad period: %v, want a FieldError on period", err)
+	}
+}

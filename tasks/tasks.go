@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"time"
 	"unicode"
@@ -85,7 +86,7 @@ func decode(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return jsonFieldError(err)
+		return jsonFieldError(data, v, err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return &FieldError{Field: "payload", Reason: "trailing data after the JSON object"}
@@ -108,9 +109,38 @@ func invalidUTF8Field(data []byte) string {
 	return "payload"
 }
 
+// badTimeField names the time field of v whose value in data does not
+// parse: encoding/json reports a bad time without its field.
+func badTimeField(data []byte, v any) string {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(data, &fields) != nil {
+		return "payload"
+	}
+	rt := reflect.TypeOf(v)
+	for rt.Kind() == reflect.Pointer {
+		rt = rt.Elem()
+	}
+	timeType := reflect.TypeFor[time.Time]()
+	for i := 0; rt.Kind() == reflect.Struct && i < rt.NumField(); i++ {
+		f := rt.Field(i)
+		if f.Type != timeType && f.Type != reflect.PointerTo(timeType) {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" {
+			name = f.Name
+		}
+		var t time.Time
+		if raw, ok := fields[name]; ok && string(raw) != "null" && t.UnmarshalJSON(raw) != nil {
+			return name
+		}
+	}
+	return "payload"
+}
+
 // jsonFieldError turns encoding/json's errors into a FieldError naming the
 // field, so an archived task says what was wrong with it.
-func jsonFieldError(err error) error {
+func jsonFieldError(data []byte, v any, err error) error {
 	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
 	var timeErr *time.ParseError
@@ -124,7 +154,7 @@ func jsonFieldError(err error) error {
 	case errors.As(err, &syntaxErr):
 		return &FieldError{Field: "payload", Reason: fmt.Sprintf("malformed JSON at byte %d: %v", syntaxErr.Offset, err)}
 	case errors.As(err, &timeErr):
-		return &FieldError{Field: "at", Reason: "want an RFC 3339 time: " + err.Error()}
+		return &FieldError{Field: badTimeField(data, v), Reason: "want an RFC 3339 time: " + err.Error()}
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return &FieldError{Field: "payload", Reason: "truncated JSON"}
 	}

@@ -77,6 +77,13 @@ func setup(t *testing.T) *testBundle {
 	t.Cleanup(func() { q.Close() })
 	insp := asynq.NewInspector(testenv.RedisOpt())
 	t.Cleanup(func() { insp.Close() })
+	// The package's tests share one Redis DB and run one at a time: each
+	// starts with empty queues, whatever the one before left behind.
+	for _, q := range []string{tasks.QueueCritical, tasks.QueueDefault, tasks.QueueLow} {
+		insp.DeleteAllPendingTasks(q)
+		insp.DeleteAllScheduledTasks(q)
+		insp.DeleteAllRetryTasks(q)
+	}
 	tokyo, _ := time.LoadLocation("Asia/Tokyo")
 	b := &testBundle{
 		ctx: ctx, store: store, db: testenv.DB(t), resend: fake, clock: c, h: h, cfg: cfg,

@@ -118,6 +118,35 @@ func dropDatabase(name string) {
 // DSN is this test binary's database.
 func DSN() string { return dsn }
 
+// RedisURL is this test binary's Redis DB as a REDIS_URL, for the
+// processes a test starts (cmd/dormancy reads it with asynq.ParseRedisURI).
+func RedisURL() string {
+	return (&url.URL{Scheme: "redis", Host: redisAddr, Path: "/" + strconv.Itoa(redisDB)}).String()
+}
+
+// NewDatabase creates and migrates another fresh database, dropped when t
+// ends, and returns its URL. It is for tests whose processes act on every
+// row of the database (a maintenance sweep) and so must not meet the rows
+// of the binary's other tests.
+func NewDatabase(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "dormancy_test_" + hex.EncodeToString(b[:])
+	u, err := url.Parse(baseDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	t.Cleanup(func() { dropDatabase(name) })
+	if err := postgres.Migrate(ctx, u.String(), "up", io.Discard); err != nil {
+		t.Fatalf("testenv.NewDatabase: %v", err)
+	}
+	return u.String()
+}
+
 // RedisOpt is this test binary's Redis DB for asynq.
 func RedisOpt() asynq.RedisClientOpt {
 	return asynq.RedisClientOpt{Addr: redisAddr, DB: redisDB}

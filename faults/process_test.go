@@ -1,0 +1,252 @@
+package faults
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dormancy/dormancy/internal/testenv"
+)
+
+// binDir holds the dormancy binary of this run; TestMain removes it.
+var binDir string
+
+func TestMain(m *testing.M) {
+	testenv.MainThen(m, func() {
+		if binDir != "" {
+			os.RemoveAll(binDir)
+		}
+	})
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds cmd/dormancy once per run, the way the Procfile runs it.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "dormancy-faults-")
+		if buildErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "dormancy")
+		out, err := exec.Command("go", "build", "-o", binPath, "github.com/dormancy/dormancy/cmd/dormancy").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/dormancy: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// proc is one dormancy process. Its JSON log lines are kept in memory, so
+// a test can count what the process did ("task done" per task ID) and a
+// failing test can show what it said.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited
+	err  error         // its exit status, set before done closes
+
+	mu    sync.Mutex
+	lines []logLine
+	raw   []string
+	wake  chan struct{} // closed and replaced on every new line
+}
+
+// logLine is one JSON log line of a process.
+type logLine map[string]any
+
+func (l logLine) str(k string) string { s, _ := l[k].(string); return s }
+
+// startProc runs `dormancy args...` with exactly the variables in env (plus
+// PATH and HOME), and kills it when the test ends.
+func startProc(t *testing.T, name string, env map[string]string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), wake: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
+		for sc.Scan() {
+			p.add(sc.Text())
+		}
+	}()
+	go func() {
+		<-read // Wait closes the pipe; read it to the end first
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.Kill(t)
+		if t.Failed() {
+			p.dump(t, 40)
+		}
+	})
+	return p
+}
+
+func (p *proc) add(s string) {
+	var l logLine
+	if json.Unmarshal([]byte(s), &l) != nil {
+		l = logLine{"msg": s}
+	}
+	p.mu.Lock()
+	p.lines = append(p.lines, l)
+	p.raw = append(p.raw, s)
+	close(p.wake)
+	p.wake = make(chan struct{})
+	p.mu.Unlock()
+}
+
+// Lines returns the log lines whose msg is msg.
+func (p *proc) Lines(msg string) []logLine {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []logLine
+	for _, l := range p.lines {
+		if l.str("msg") == msg {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// WaitLog waits until the process logged msg, or fails the test.
+func (p *proc) WaitLog(t *testing.T, msg string, within time.Duration) {
+	t.Helper()
+	timer := time.NewTimer(within)
+	defer timer.Stop()
+	for {
+		p.mu.Lock()
+		wake := p.wake
+		p.mu.Unlock()
+		if len(p.Lines(msg)) > 0 {
+			return
+		}
+		select {
+		case <-wake:
+		case <-p.done:
+			if len(p.Lines(msg)) > 0 {
+				return
+			}
+			t.Fatalf("%s exited (%v) before logging %q", p.name, p.err, msg)
+		case <-timer.C:
+			t.Fatalf("%s did not log %q within %v", p.name, msg, within)
+		}
+	}
+}
+
+// Kill sends SIGKILL, as a crash or the OOM killer would, and waits for
+// the process to be gone.
+func (p *proc) Kill(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// Stop sends SIGTERM and waits for a clean exit.
+func (p *proc) Stop(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	timer := time.NewTimer(30 * time.Second)
+	defer timer.Stop()
+	select {
+	case <-p.done:
+		if p.err != nil {
+			t.Errorf("%s: exit after SIGTERM: %v", p.name, p.err)
+		}
+	case <-timer.C:
+		t.Errorf("%s did not stop within 30s of SIGTERM", p.name)
+		p.Kill(t)
+	}
+}
+
+// Alive reports whether the process is still running.
+func (p *proc) Alive() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (p *proc) dump(t *testing.T, n int) {
+	p.mu.Lock()
+	raw := p.raw[max(0, len(p.raw)-n):]
+	p.mu.Unlock()
+	t.Logf("last %d log lines of %s:\n%s", len(raw), p.name, strings.Join(raw, "\n"))
+}
+
+// tasksDone counts, per task ID, the "task done" lines of the processes:
+// how often each task ran to success, whichever worker ran it.
+func tasksDone(ps ...*proc) map[string]int {
+	n := map[string]int{}
+	for _, p := range ps {
+		for _, l := range p.Lines("task done") {
+			n[l.str("task_id")]++
+		}
+	}
+	return n
+}
+
+// waitUntil polls cond until it holds, fails, or the deadline passes. It
+// is how the tests wait on other processes: by watching the state they
+// change, never by sleeping a guessed time.
+func waitUntil(t *testing.T, within time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for {
+		ok, err := cond()
+		if ok && err == nil {
+			return
+		}
+		last = err
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			if last != nil {
+				t.Fatalf("waited %v for %s: %v", within, what, last)
+			}
+			t.Fatalf("waited %v for %s", within, what)
+		}
+	}
+}
