@@ -137,3 +137,29 @@ func TestResend429WaitsAsLongAsResendAsks(t *testing.T) {
 		t.Errorf("delay after 429 = %v, want %v", got, want)
 	}
 }
+
+func TestRetryBackoffPerTaskType(t *testing.T) {
+	by, err := worker.ParseTypeBackoffs("email:=2s..15m, email:verification=100ms..1s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := worker.RetryPolicy{Base: time.Minute, Max: time.Hour, ByType: by}
+	for _, c := range []struct {
+		typ      string
+		n        int
+		min, max time.Duration
+	}{
+		{tasks.TypeEmailAlert, 0, 1600 * time.Millisecond, 2400 * time.Millisecond},
+		{tasks.TypeEmailVerification, 10, 800 * time.Millisecond, 1200 * time.Millisecond},
+		{tasks.TypeLoginAttempt, 0, 48 * time.Second, 72 * time.Second},
+	} {
+		if d := p.Delay(c.n, errors.New("x"), asynq.NewTask(c.typ, nil)); d < c.min || d > c.max {
+			t.Errorf("%s retry %d: %v, want %v..%v", c.typ, c.n, d, c.min, c.max)
+		}
+	}
+	for _, bad := range []string{"email:", "email:=1s", "=1s..2s", "email:=2s..1s", "email:=x..1s"} {
+		if _, err := worker.ParseTypeBackoffs(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -26,6 +26,8 @@ type Handlers struct {
 	now       func() time.Time
 	random    io.Reader
 	logins    *loginBatcher
+	// emailMaxRetry overrides the email tasks' retry count when > 0.
+	emailMaxRetry int
 }
 
 // Register routes each task type to its handler, inside the logging

@@ -205,7 +205,11 @@ func (h *Handlers) enqueue(ctx context.Context, out []outgoing) error {
 		if err != nil {
 			return err
 		}
-		if _, err := h.queue.EnqueueContext(ctx, t); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		var opts []asynq.Option
+		if h.emailMaxRetry > 0 {
+			opts = append(opts, asynq.MaxRetry(h.emailMaxRetry))
+		}
+		if _, err := h.queue.EnqueueContext(ctx, t, opts...); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 			return fmt.Errorf("worker: enqueue %s mail %d: %w", o.typ, o.email.MailID, err)
 		}
 	}

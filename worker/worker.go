@@ -59,7 +59,10 @@ type Config struct {
 	TaskCheckInterval time.Duration
 	ShutdownTimeout   time.Duration
 	Retry             RetryPolicy
-	Logger            *slog.Logger
+	// EmailMaxRetry is how often an email task is retried before the mail
+	// is marked failed; 0 keeps the task constructor's count.
+	EmailMaxRetry int
+	Logger        *slog.Logger
 	// Now is the clock; nil means time.Now. Tests inject their own.
 	Now func() time.Time
 	// Random is the token source; nil means crypto/rand.
@@ -146,7 +149,8 @@ func NewHandlers(cfg Config) *Handlers {
 		now:       now,
 		random:    random,
 		// Two lanes keep one statement in flight while the next batch fills.
-		logins: newLoginBatcher(cfg.Store, 2, 64),
+		logins:        newLoginBatcher(cfg.Store, 2, 64),
+		emailMaxRetry: cfg.EmailMaxRetry,
 	}
 }
 

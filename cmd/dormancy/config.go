@@ -15,6 +15,7 @@ import (
 	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/scheduler"
 	"github.com/dormancy/dormancy/tasks"
+	"github.com/dormancy/dormancy/worker"
 )
 
 // Config is the process configuration, read from the environment once at
@@ -32,8 +33,9 @@ type Config struct {
 	WorkerConcurrency       int
 	WorkerTaskCheckInterval time.Duration
 	WorkerShutdownTimeout   time.Duration
-	RetryBase               time.Duration
-	RetryMax                time.Duration
+	// Retry is the workers' backoff (RETRY_BASE, RETRY_MAX, RETRY_BACKOFF).
+	Retry         worker.RetryPolicy
+	EmailMaxRetry int
 
 	// Jobs are the scheduler's maintenance jobs (SCHEDULE_*, MAINTENANCE_*).
 	Jobs []scheduler.Job
@@ -62,6 +64,8 @@ var envVars = []envVar{
 	{"WORKER_SHUTDOWN_TIMEOUT", "25s", "how long SIGTERM waits for running tasks"},
 	{"RETRY_BASE", "1s", "first retry delay of a failed task (doubles each retry)"},
 	{"RETRY_MAX", "10m", "longest retry delay"},
+	{"RETRY_BACKOFF", "", "per task type: prefix=base..max, comma-separated (email:=2s..15m,maintenance:=1m..1h)"},
+	{"EMAIL_MAX_RETRY", "12", "retries of an email before the mail is marked failed (and its link revoked)"},
 	{"SCHEDULE_RELOCK", defaultSpec(tasks.TypeMaintenanceRelock), "cron spec (UTC) of relocking passed same-day unlocks; off disables"},
 	{"SCHEDULE_REQUEUE_MAIL", defaultSpec(tasks.TypeMaintenanceRequeueMail), "cron spec (UTC) of queueing again mail whose task was lost"},
 	{"SCHEDULE_PURGE_TOKENS", defaultSpec(tasks.TypeMaintenancePurgeTokens), "cron spec (UTC) of deleting dead verification links"},
@@ -143,8 +147,8 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 	}{
 		{"WORKER_TASK_CHECK_INTERVAL", &c.WorkerTaskCheckInterval},
 		{"WORKER_SHUTDOWN_TIMEOUT", &c.WorkerShutdownTimeout},
-		{"RETRY_BASE", &c.RetryBase},
-		{"RETRY_MAX", &c.RetryMax},
+		{"RETRY_BASE", &c.Retry.Base},
+		{"RETRY_MAX", &c.Retry.Max},
 	} {
 		v, err := time.ParseDuration(get(d.name))
 		if err != nil || v <= 0 {
@@ -152,6 +156,16 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 			continue
 		}
 		*d.dst = v
+	}
+	if by, err := worker.ParseTypeBackoffs(get("RETRY_BACKOFF")); err != nil {
+		bad("RETRY_BACKOFF", err)
+	} else {
+		c.Retry.ByType = by
+	}
+	if n, err := strconv.Atoi(get("EMAIL_MAX_RETRY")); err != nil || n < 0 || n > 100 {
+		bad("EMAIL_MAX_RETRY", fmt.Errorf("want a number from 0 to 100, got %q", get("EMAIL_MAX_RETRY")))
+	} else {
+		c.EmailMaxRetry = n
 	}
 	c.Jobs = loadJobs(get, bad)
 	c.Admin = loadAdminConfig(get, bad)

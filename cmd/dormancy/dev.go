@@ -105,7 +105,7 @@ func runDev(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Writer
 	w, err := worker.New(worker.Config{
 		Redis: cfg.Redis, Store: store, Sender: mail.NewDev(log), Links: worker.Links{Base: cfg.PublicBaseURL},
 		Concurrency: cfg.WorkerConcurrency, TaskCheckInterval: cfg.WorkerTaskCheckInterval,
-		ShutdownTimeout: 5 * time.Second, Retry: worker.RetryPolicy{Base: cfg.RetryBase, Max: cfg.RetryMax},
+		ShutdownTimeout: 5 * time.Second, Retry: cfg.Retry, EmailMaxRetry: cfg.EmailMaxRetry,
 		Logger: log, Now: clock.Now,
 	})
 	if err != nil {

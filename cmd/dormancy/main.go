@@ -104,8 +104,8 @@ func runWorker(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		Redis: cfg.Redis, Store: store, Sender: sender, Links: worker.Links{Base: cfg.PublicBaseURL},
 		Concurrency: cfg.WorkerConcurrency, TaskCheckInterval: cfg.WorkerTaskCheckInterval,
 		ShutdownTimeout: cfg.WorkerShutdownTimeout,
-		Retry:           worker.RetryPolicy{Base: cfg.RetryBase, Max: cfg.RetryMax},
-		Logger:          log,
+		Retry:           cfg.Retry, EmailMaxRetry: cfg.EmailMaxRetry,
+		Logger: log,
 	})
 	if err != nil {
 		return err
