@@ -224,9 +224,10 @@ func tasksDone(ps ...*proc) map[string]int {
 	return n
 }
 
-// waitUntil polls cond until it holds, fails, or the deadline passes. It
-// is how the tests wait on other processes: by watching the state they
-// change, never by sleeping a guessed time.
+// waitUntil polls cond until it holds or the deadline passes. It is how
+// the tests wait on other processes: by watching the state they change,
+// never by sleeping a guessed time. The error cond returns with false says
+// where things stand; the last one is in the failure message.
 func waitUntil(t *testing.T, within time.Duration, what string, cond func() (bool, error)) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
@@ -236,7 +237,7 @@ func waitUntil(t *testing.T, within time.Duration, what string, cond func() (boo
 	var last error
 	for {
 		ok, err := cond()
-		if ok && err == nil {
+		if ok {
 			return
 		}
 		last = err

@@ -43,6 +43,9 @@ const (
 	EventAccountUpdated    EventKind = "account_updated"
 	EventAccountRetired    EventKind = "account_retired"
 	EventAccountReinstated EventKind = "account_reinstated"
+	// EventAccountsImported: the accounts one import batch created in one
+	// company, by id; an import's updates are audited one by one.
+	EventAccountsImported EventKind = "accounts_imported"
 )
 
 // Version rules, shared by companies, accounts and retirements (the
@@ -270,7 +273,7 @@ func syncOne(ctx context.Context, db bun.IDB, e policy.Employee, version int64, 
 			?::timestamptz AS last_login_at, ?::boolean AS retired`,
 		e.CompanyID, e.LoginID, version, string(e.IDKind), e.Email, e.Name, e.Department,
 		e.CanManageEmployees, e.Exempt, e.CreatedAt, last, e.Retired)
-	rows, err := mergeAccounts(ctx, db, func([]int64) *bun.RawQuery { return src }, true, o)
+	rows, err := mergeAccounts(ctx, db, func([]int64) *bun.RawQuery { return src }, false, o)
 	if err != nil {
 		return mergeRow{}, err
 	}
@@ -300,6 +303,9 @@ type mergeRow struct {
 	Changed  []string `bun:",array"`
 	OldEmail string
 	Retired  bool
+	// N is how many rows this result stands for: 1, or in bulk a count of
+	// rows with the same outcome.
+	N int64
 }
 
 // mergeSQL applies a set of employee records (the "raw" source: one row
@@ -310,7 +316,12 @@ type mergeRow struct {
 //
 // Rows inserted by a concurrent transaction after this statement's
 // snapshot come back as "conflict"; the caller runs them again.
-const mergeSQL = `WITH raw AS (?),
+//
+// Parameters: ?0 the source, ?1 force, ?2 the time, ?3 via, ?4 audit,
+// ?5 bulk. In bulk (an import), the accounts created are audited with one
+// event per company rather than one each, and only updated rows come back
+// one by one; the other outcomes come back counted, with line 0.
+const mergeSQL = `WITH raw AS (?0),
 src AS (
 	SELECT line, company_id, login_id, version, id_kind,
 		coalesce(nullif(email, ''), CASE WHEN id_kind = 'email' THEN login_id END) AS email,
@@ -328,7 +339,7 @@ cur AS (
 plan AS (
 	SELECT s.*, c.id AS cur_id, c.host_version AS cur_version, c.email AS old_email,
 		CASE WHEN c.id IS NULL THEN 'create'
-			WHEN ? OR s.version > c.host_version OR (s.version = 0 AND c.host_version = 0) THEN 'apply'
+			WHEN ?1 OR s.version > c.host_version OR (s.version = 0 AND c.host_version = 0) THEN 'apply'
 			WHEN s.version = c.host_version THEN 'duplicate'
 			ELSE 'stale' END AS action,
 		array_remove(ARRAY[
@@ -349,8 +360,9 @@ ins AS (
 		exempt, created_at, last_login_at, status, retired_at, host_version, updated_at)
 	SELECT company_id, login_id, id_kind, email, name, department, can_manage_employees, exempt,
 		created_at, last_login_at, CASE WHEN retired THEN 'retired' ELSE 'active' END,
-		CASE WHEN retired THEN ?::timestamptz END, version, ?::timestamptz
+		CASE WHEN retired THEN ?2::timestamptz END, version, ?2::timestamptz
 	FROM plan WHERE action = 'create'
+	ORDER BY company_id, login_id
 	ON CONFLICT (company_id, login_id) DO NOTHING
 	RETURNING id, company_id, login_id
 ),
@@ -359,9 +371,9 @@ upd AS (
 		can_manage_employees = p.can_manage_employees, exempt = p.exempt, created_at = p.created_at,
 		last_login_at = greatest(a.last_login_at, p.last_login_at),
 		status = CASE WHEN p.retired THEN 'retired' ELSE 'active' END,
-		retired_at = CASE WHEN p.retired THEN coalesce(a.retired_at, ?::timestamptz) END,
+		retired_at = CASE WHEN p.retired THEN coalesce(a.retired_at, ?2::timestamptz) END,
 		host_version = greatest(a.host_version, p.version),
-		updated_at = CASE WHEN cardinality(p.changed) > 0 THEN ?::timestamptz ELSE a.updated_at END
+		updated_at = CASE WHEN cardinality(p.changed) > 0 THEN ?2::timestamptz ELSE a.updated_at END
 	FROM plan p
 	WHERE a.id = p.cur_id AND p.action = 'apply' AND (cardinality(p.changed) > 0 OR p.version > p.cur_version)
 	RETURNING a.id
@@ -382,24 +394,36 @@ ev AS (
 			WHEN 'status' = ANY(changed) AND retired THEN 'account_retired'
 			WHEN 'status' = ANY(changed) THEN 'account_reinstated'
 			ELSE 'account_updated' END,
-		jsonb_build_object('version', version, 'via', ?::text)
+		jsonb_build_object('version', version, 'via', ?3::text)
 			|| CASE WHEN outcome = 'updated' THEN jsonb_build_object('changed', to_jsonb(changed)) ELSE '{}'::jsonb END,
-		?::timestamptz
-	FROM res WHERE ? AND outcome IN ('created', 'updated')
+		?2::timestamptz
+	FROM res WHERE ?4 AND (outcome = 'updated' OR (outcome = 'created' AND NOT ?5))
+),
+bulk_ev AS (
+	INSERT INTO audit_events (company_id, kind, detail, occurred_at)
+	SELECT company_id, 'accounts_imported',
+		jsonb_build_object('via', ?3::text, 'count', count(*), 'account_ids', jsonb_agg(account_id ORDER BY account_id)),
+		?2::timestamptz
+	FROM res WHERE ?4 AND ?5 AND outcome = 'created'
+	GROUP BY company_id
 )
-SELECT line, account_id, outcome, changed, coalesce(old_email, '') AS old_email, retired
-FROM res WHERE ? OR outcome <> 'unchanged'
+SELECT line, account_id, outcome, changed, coalesce(old_email, '') AS old_email, retired, 1::bigint AS n
+FROM res WHERE NOT ?5 OR outcome IN ('updated', 'conflict')
+UNION ALL
+SELECT 0, 0, outcome, '{}'::text[], '', false, count(*)
+FROM res WHERE ?5 AND outcome NOT IN ('updated', 'conflict')
+GROUP BY outcome
 ORDER BY line`
 
 // mergeAccounts runs mergeSQL over source(nil), runs again the rows that
 // lost an insert race (source(lines)), and applies the consequences of
-// the changes. With all unset, unchanged rows are left out of the result.
-func mergeAccounts(ctx context.Context, db bun.IDB, source func(lines []int64) *bun.RawQuery, all bool, o syncOpts) ([]mergeRow, error) {
+// the changes.
+func mergeAccounts(ctx context.Context, db bun.IDB, source func(lines []int64) *bun.RawQuery, bulk bool, o syncOpts) ([]mergeRow, error) {
 	var out []mergeRow
 	var lines []int64
 	for round := 0; ; round++ {
 		var rows []mergeRow
-		err := db.NewRaw(mergeSQL, source(lines), o.force, o.at, o.at, o.at, o.at, o.via, o.at, o.audit, all).Scan(ctx, &rows)
+		err := db.NewRaw(mergeSQL, source(lines), o.force, o.at, o.via, o.audit, bulk).Scan(ctx, &rows)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return nil, err
 		}
@@ -890,7 +914,7 @@ func (im *Import) Prepare(ctx context.Context, c ImportCompanies) (ImportCounts,
 		`ALTER TABLE import_rows ADD PRIMARY KEY (line)`,
 		`ANALYZE import_rows`,
 		`UPDATE import_rows s SET reject_field = 'company_id',
-			reject_reason = 'unknown company ' || quote_literal(s.company_id) || '; create it first'
+			reject_reason = 'unknown company ' || quote_literal(s.company_id) || ': create it first, or import with -create-companies'
 		WHERE s.reject_field IS NULL AND NOT EXISTS (SELECT 1 FROM companies c WHERE c.id = s.company_id)`,
 		`UPDATE import_rows s SET reject_field = 'login_id',
 			reject_reason = 'duplicate of line ' || d.first || ' (same company_id and login_id)'
@@ -968,22 +992,26 @@ func (im *Import) Merge(ctx context.Context, after int64, limit int, at time.Tim
 			}
 			return tx.NewRaw(q+` AND s.line = ANY(?::bigint[])`, after, b.Last, pgdialect.Array(lines))
 		}
-		rows, err := mergeAccounts(ctx, tx, source, false, syncOpts{audit: true, via: "import", at: at})
+		rows, err := mergeAccounts(ctx, tx, source, true, syncOpts{audit: true, via: "import", at: at})
 		if err != nil {
 			return err
 		}
-		b.Created, b.Updated, b.Stale = 0, 0, 0
+		b.Created, b.Updated, b.Unchanged, b.Stale = 0, 0, 0, 0
 		for _, r := range rows {
 			switch r.Outcome {
 			case SyncCreated:
-				b.Created++
+				b.Created += r.N
 			case SyncUpdated:
-				b.Updated++
+				b.Updated += r.N
+			case SyncUnchanged:
+				b.Unchanged += r.N
 			case SyncStale:
-				b.Stale++
+				b.Stale += r.N
 			}
 		}
-		b.Unchanged = b.Rows - b.Created - b.Updated - b.Stale
+		if n := b.Created + b.Updated + b.Unchanged + b.Stale; n != b.Rows {
+			return fmt.Errorf("merged %d of %d rows", n, b.Rows)
+		}
 		return nil
 	})
 	if err != nil {

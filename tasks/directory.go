@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/mail"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -425,7 +423,7 @@ func NewUpsertAccountTask(a Account) (*asynq.Task, error) {
 func DecodeUpsertAccount(data []byte) (Account, error) {
 	var a Account
 	if err := decode(data, &a); err != nil {
-		return a, timeField(err, data, "created_at", "last_login_at")
+		return a, err
 	}
 	return a, a.Validate()
 }
@@ -446,30 +444,6 @@ func DecodeRetireAccount(data []byte) (Retirement, error) {
 		return r, err
 	}
 	return r, r.Validate()
-}
-
-// timeField renames a time parsing failure, which encoding/json reports
-// without the field's name, to the time field that does not parse.
-func timeField(err error, data []byte, fields ...string) error {
-	var fe *FieldError
-	if !errors.As(err, &fe) || fe.Field != "at" {
-		return err
-	}
-	var raw map[string]json.RawMessage
-	if json.Unmarshal(data, &raw) != nil {
-		return err
-	}
-	for _, f := range fields {
-		v, ok := raw[f]
-		if !ok || string(v) == "null" {
-			continue
-		}
-		var t time.Time
-		if json.Unmarshal(v, &t) != nil {
-			return &FieldError{Field: f, Reason: "want an RFC 3339 time such as 2026-04-01T09:30:00+09:00, got " + strconv.Quote(string(v))}
-		}
-	}
-	return err
 }
 
 // UpsertCompany creates or updates a company and its settings now, in one

@@ -324,7 +324,8 @@ func (f failures) Handle(ctx context.Context, r slog.Record) error {
 	return nil
 }
 
-func (f failures) WithAttrs([]slog.Attr) slog.Handler { return f }
+func (f failures) Enabled(context.Context, slog.Level) bool { return true }
+func (f failures) WithAttrs([]slog.Attr) slog.Handler       { return f }
 
 // On its last try, an employee's event whose company never appeared is
 // rejected for good, with the reason recorded.
