@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,19 +25,6 @@ import (
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
-
-// clock is the injected time: tests move it, nothing sleeps.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // start is the fixed "now": 2026-11-26 10:00 in Tokyo.
 var start = time.Date(2026, 11, 26, 1, 0, 0, 0, time.UTC)
@@ -67,7 +53,7 @@ type testBundle struct {
 	ctx     context.Context
 	store   *postgres.Store
 	db      *sql.DB
-	clock   *clock
+	clock   *testenv.Clock
 	srv     *Server
 	inspect *asynq.Inspector
 	apiKey  string
@@ -78,7 +64,7 @@ func setup(t *testing.T) *testBundle {
 	t.Helper()
 	ctx := context.Background()
 	store := testenv.Store(t)
-	c := &clock{t: start}
+	c := testenv.NewClock(start)
 	srv, err := New(Config{
 		Store: store, Redis: testenv.RedisOpt(), LinkSecret: testSecret,
 		OperatorUser: operatorUser, OperatorPassword: operatorPass, DevMailbox: true,

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/url"
 	"regexp"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,26 +23,12 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// clock is the injected time: tests move it, nothing sleeps.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 type testBundle struct {
 	ctx     context.Context
 	store   *postgres.Store
 	db      *sql.DB
 	resend  *resendtest.Server
-	clock   *clock
+	clock   *testenv.Clock
 	h       *worker.Handlers
 	cfg     worker.Config
 	client  *tasks.Client
@@ -66,7 +51,7 @@ func setup(t *testing.T) *testBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &clock{t: start}
+	c := testenv.NewClock(start)
 	cfg := worker.Config{
 		Redis: testenv.RedisOpt(), Store: store, Sender: sender, Links: worker.Links{Base: baseURL},
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Now: c.Now,

@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,21 +27,13 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
 type testBundle struct {
 	ctx     context.Context
 	srv     *httptest.Server
 	resend  *resendtest.Server
 	h       *worker.Handlers
 	inspect *asynq.Inspector
-	clock   *clock
+	clock   *testenv.Clock
 	store   *postgres.Store
 	company string
 }
@@ -57,7 +48,7 @@ func setup(t *testing.T) *testBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &clock{t: start}
+	c := testenv.NewClock(start)
 	q := asynq.NewClient(testenv.RedisOpt())
 	t.Cleanup(func() { q.Close() })
 	insp := asynq.NewInspector(testenv.RedisOpt())
