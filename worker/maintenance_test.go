@@ -135,8 +135,8 @@ func TestSweepLocksExactlyTheDormantOf100000Accounts(t *testing.T) {
 	// Nothing but the dormant was touched: every account the sweep locked
 	// really is past its company's threshold.
 	if got := b.count(t, `SELECT count(*) FROM accounts a JOIN companies c ON c.id = a.company_id
-		WHERE a.locked_at = $1 AND (a.status <> 'active' OR a.exempt
-		  OR extract(epoch FROM ($1::timestamptz - coalesce(a.last_login_at, a.created_at))) < c.inactivity_days * 86400)`, now); got != 0 {
+		WHERE a.locked_at = $1 AND a.company_id = ANY($2::text[]) AND (a.status <> 'active' OR a.exempt
+		  OR extract(epoch FROM ($1::timestamptz - coalesce(a.last_login_at, a.created_at))) < c.inactivity_days * 86400)`, now, array(cos...)); got != 0 {
 		t.Errorf("%d accounts locked that are not dormant, or are retired or exempt", got)
 	}
 	if got := b.count(t, `SELECT count(*) FROM accounts WHERE company_id = ANY($1::text[]) AND lock_state = 'unlocked_until'`, array(cos...)); got == 0 {
