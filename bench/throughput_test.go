@@ -236,7 +236,7 @@ func BenchmarkLoginAttemptThroughput(b *testing.B) {
 // beside enqueue → handler start of a no-op task on the same server.
 func BenchmarkVerificationLatency(b *testing.B) {
 	n := envInt("BENCH_LATENCY_SAMPLES", 200)
-	interval := envDuration("BENCH_TASK_CHECK_INTERVAL", 50*time.Millisecond)
+	interval := envDuration("BENCH_TASK_CHECK_INTERVAL", 5*time.Millisecond)
 	store := testenv.Store(b)
 	fake := resendtest.New(b)
 	h := newHandlers(b, store, fake)

@@ -88,7 +88,7 @@ func New(cfg Config) (*Worker, error) {
 		cfg.Concurrency = 20
 	}
 	if cfg.TaskCheckInterval <= 0 {
-		cfg.TaskCheckInterval = 50 * time.Millisecond
+		cfg.TaskCheckInterval = 5 * time.Millisecond
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 25 * time.Second

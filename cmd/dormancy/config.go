@@ -60,7 +60,7 @@ var envVars = []envVar{
 	{"DEFAULT_LOCALE", "ja", "locale of companies created without one (ja or en)"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"WORKER_CONCURRENCY", "20", "tasks one worker process runs at once"},
-	{"WORKER_TASK_CHECK_INTERVAL", "50ms", "how often an idle worker polls Redis"},
+	{"WORKER_TASK_CHECK_INTERVAL", "5ms", "how often an idle worker polls Redis (each hop of a task waits up to this)"},
 	{"WORKER_SHUTDOWN_TIMEOUT", "25s", "how long SIGTERM waits for running tasks"},
 	{"RETRY_BASE", "1s", "first retry delay of a failed task (doubles each retry)"},
 	{"RETRY_MAX", "10m", "longest retry delay"},

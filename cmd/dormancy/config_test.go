@@ -16,7 +16,7 @@ func TestLoadConfigDefaultsWorkOnLocalhost(t *testing.T) {
 	if got, want := c.DatabaseURL, "postgres://postgres@127.0.0.1:5432/dormancy?sslmode=disable"; got != want {
 		t.Errorf("DATABASE_URL = %q", got)
 	}
-	if c.Redis == nil || c.WorkerTaskCheckInterval != 50*time.Millisecond || c.DefaultLocale != "ja" {
+	if c.Redis == nil || c.WorkerTaskCheckInterval != 5*time.Millisecond || c.DefaultLocale != "ja" {
 		t.Errorf("defaults: %+v", c)
 	}
 }
