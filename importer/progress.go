@@ -18,11 +18,6 @@ func LineProgress(w io.Writer) func(Progress) {
 		if p.Phase != phase {
 			phase, next, last = p.Phase, 0, -1
 		}
-		finished := p.Total > 0 && p.Done >= p.Total
-		if p.Done == last || (p.Done < next && !finished) || (p.Done == 0 && !finished) {
-			return
-		}
-		last = p.Done
 		step := p.Total / 10
 		switch {
 		case p.Total == 0 && p.Phase == PhaseRead:
@@ -30,7 +25,15 @@ func LineProgress(w io.Writer) func(Progress) {
 		case p.Total == 0:
 			step = 100_000
 		}
-		next = p.Done + max(step, 1)
+		step = max(step, 1)
+		if next == 0 {
+			next = step
+		}
+		finished := p.Total > 0 && p.Done >= p.Total
+		if p.Done == last || (p.Done < next && !finished) {
+			return
+		}
+		last, next = p.Done, (p.Done/step+1)*step
 		fmt.Fprintln(w, progressLine(p))
 	}
 }

@@ -216,7 +216,7 @@ func (j *jsonlReader) parse(line []byte) postgres.ImportRow {
 	}
 	if len(unknown) > 0 {
 		slices.Sort(unknown)
-		return reject(strings.ToValidUTF8(unknown[0], "\uFFFD"), "unknown field")
+		return reject(fieldName(unknown[0]), "unknown field")
 	}
 	j.rec = record{}
 	for col, name := range columnNames {
@@ -247,4 +247,19 @@ func (j *jsonlReader) parse(line []byte) postgres.ImportRow {
 		}
 	}
 	return check(j.line, &j.rec)
+}
+
+// fieldName is an unknown JSON key as a rejects file can show it: quoted
+// when it has anything but letters, digits and _, and cut short.
+func fieldName(key string) string {
+	plain := key != "" && len(key) <= 64 && strings.IndexFunc(key, func(r rune) bool {
+		return !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+	}) < 0
+	if plain {
+		return key
+	}
+	if len(key) > 64 {
+		key = strings.ToValidUTF8(key[:64], "") + "…"
+	}
+	return strconv.Quote(key)
 }

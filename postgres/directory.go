@@ -807,9 +807,9 @@ func (im *Import) Add(r ImportRow) error {
 	b := strconv.AppendInt(im.buf[:0], r.Line, 10)
 	if r.RejectField != "" {
 		b = append(b, '\t')
-		b = appendCopyText(b, r.RejectField)
+		b = appendCopyText(b, copySafe(r.RejectField))
 		b = append(b, '\t')
-		b = appendCopyText(b, strings.ToValidUTF8(r.RejectReason, "\uFFFD"))
+		b = appendCopyText(b, copySafe(r.RejectReason))
 		b = append(b, strings.Repeat("\t\\N", 14)...)
 	} else {
 		b = append(b, "\t\\N\t\\N\t"...)
@@ -849,6 +849,12 @@ func appendCopyTime(b []byte, t time.Time, date bool) []byte {
 	b = append(b, '\t')
 	b = t.UTC().AppendFormat(b, "2006-01-02T15:04:05.999999Z07:00")
 	return append(b, "\t\\N"...)
+}
+
+// copySafe makes a reject's text storable: a reason may quote what it
+// refused, and Postgres takes neither bad UTF-8 nor NUL in text.
+func copySafe(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
 // appendCopyText escapes s for COPY's text format.

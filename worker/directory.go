@@ -29,7 +29,7 @@ func (h *Handlers) UpsertCompany(ctx context.Context, t *asynq.Task) error {
 	}
 	outcome, err := h.store.SyncCompany(ctx, pc, c.Version, h.now())
 	if err != nil {
-		return h.classify(ctx, t, "", err)
+		return h.classify(ctx, t, c.CompanyID, err)
 	}
 	h.logger(ctx).Info("company synced", slog.String("company_id", c.CompanyID),
 		slog.Int64("version", c.Version), slog.String("outcome", outcome))
