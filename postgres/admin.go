@@ -85,7 +85,8 @@ const accountViewColumns = `
 	EXISTS (SELECT 1 FROM login_notification_recipients r WHERE r.company_id = a.company_id AND r.account_id = a.id) AS recipient`
 
 // lockedAt is the locked-only filter, with the same reading of deadlines.
-const lockedAt = `(a.lock_state = 'locked' OR (a.lock_state = 'unlocked_until' AND a.unlocked_until <= ?0))`
+// A retired account is never one to unlock, whatever lock it kept.
+const lockedAt = `a.status = 'active' AND (a.lock_state = 'locked' OR (a.lock_state = 'unlocked_until' AND a.unlocked_until <= ?0))`
 
 // AccountFilter selects a page of a company's employee list.
 type AccountFilter struct {

@@ -166,6 +166,13 @@ func TestListAccounts(t *testing.T) {
 	if got, want := ids(lockedOnly.Accounts), []int64{locked, passed}; !slices.Equal(got, want) {
 		t.Errorf("locked only = %v, want %v", got, want)
 	}
+	// A retired account keeps whatever lock it had, but is never one to unlock.
+	if _, err := b.db.Exec(`UPDATE accounts SET lock_state = 'locked', lock_reason = 'dormant' WHERE id = $1`, retired); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := b.store.ListAccounts(b.ctx, b.company, postgres.AccountFilter{LockedOnly: true}, adminNow); err != nil || !slices.Equal(ids(again.Accounts), []int64{locked, passed}) {
+		t.Errorf("locked only with a locked retired account = %v, %v", ids(again.Accounts), err)
+	}
 	// One second earlier the deadline had not passed yet.
 	earlier, err := b.store.ListAccounts(b.ctx, b.company, postgres.AccountFilter{LockedOnly: true}, adminNow.Add(-time.Second))
 	if err != nil {

@@ -57,7 +57,7 @@ var envVars = []envVar{
 	{"RESEND_BASE_URL", "", "Resend API base URL; empty means Resend's own"},
 	{"MAIL_FROM", "dormancy <no-reply@dormancy.localhost>", "From address of every email"},
 	{"PUBLIC_BASE_URL", "http://127.0.0.1:8080", "host platform URL that links in emails point at"},
-	{"DEFAULT_LOCALE", "ja", "locale of companies created without one (ja or en)"},
+	{"DEFAULT_LOCALE", "ja", "locale (ja or en) of the companies dormancy import -create-companies creates"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"WORKER_CONCURRENCY", "20", "tasks one worker process runs at once"},
 	{"WORKER_TASK_CHECK_INTERVAL", "5ms", "how often an idle worker polls Redis (each hop of a task waits up to this)"},
