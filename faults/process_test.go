@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/dormancy/dormancy/internal/testenv"
 )
 
@@ -21,12 +23,19 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
+	// go-redis logs every failed dial of the clients in this process; the
+	// tests that take Redis away expect those failures and check them.
+	redis.SetLogger(quietRedisLog{})
 	testenv.MainThen(m, func() {
 		if binDir != "" {
 			os.RemoveAll(binDir)
 		}
 	})
 }
+
+type quietRedisLog struct{}
+
+func (quietRedisLog) Printf(context.Context, string, ...any) {}
 
 var (
 	buildOnce sync.Once
@@ -110,8 +119,23 @@ func startProc(t *testing.T, name string, env map[string]string, args ...string)
 		if t.Failed() {
 			p.dump(t, 40)
 		}
+		if dir := os.Getenv("FAULTS_LOG_DIR"); dir != "" {
+			p.save(t, dir)
+		}
 	})
 	return p
+}
+
+// save writes the process's whole log to dir, named after the test and
+// the process: FAULTS_LOG_DIR=dir keeps them for reading after the run.
+func (p *proc) save(t *testing.T, dir string) {
+	p.mu.Lock()
+	body := strings.Join(p.raw, "\n") + "\n"
+	p.mu.Unlock()
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()) + "." + p.name + ".log"
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+		t.Errorf("save the log of %s: %v", p.name, err)
+	}
 }
 
 func (p *proc) add(s string) {
