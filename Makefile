@@ -1,4 +1,4 @@
-.PHONY: run test build admin e2e worker scheduler
+.PHONY: run test build admin e2e worker scheduler faults
 
 build:
 	go build -o bin/dormancy ./cmd/dormancy
@@ -20,3 +20,10 @@ test:
 e2e:
 	scripts/services
 	cd e2e && npm ci --no-audit --no-fund && node --test
+
+# The fault suite alone (also part of `make test`): real worker and scheduler
+# processes killed, Redis and Postgres taken away under load. About two
+# minutes; FAULTS_LOG_DIR=dir keeps every process's log. See SCALING.md.
+faults:
+	scripts/services
+	go test -count=1 -v ./faults

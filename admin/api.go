@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
 
@@ -96,17 +95,17 @@ func (s *Server) apiLoginAttempt(w http.ResponseWriter, r *http.Request) (int, a
 	if err := decodeJSON(w, r, &p); err != nil {
 		return 0, nil, err
 	}
-	if p.AttemptKey == "" {
-		p.AttemptKey = tasks.NewKey()
-	}
+	p.Complete()
 	if p.At.IsZero() {
 		p.At = s.now()
 	}
 	if p.RequestID == "" {
 		p.RequestID = requestID(r.Context())
 	}
-	p.UserAgent = truncateUTF8(p.UserAgent, tasks.MaxUserAgentBytes)
 	if err := p.Validate(); err != nil {
+		return 0, nil, err
+	}
+	if err := p.CheckTime(s.now()); err != nil {
 		return 0, nil, err
 	}
 	res, err := s.host.Check(r.Context(), p.CompanyID, p.LoginID, p.Method)
@@ -127,16 +126,6 @@ func (s *Server) apiLoginAttempt(w http.ResponseWriter, r *http.Request) (int, a
 		AccountID: res.AccountID, AttemptKey: p.AttemptKey, Outcome: string(res.Decision.Outcome),
 		Locked: res.Decision.Outcome.Locked(), Message: res.Message, Administrators: admins,
 	}, nil
-}
-
-func truncateUTF8(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 type redeemRequest struct {

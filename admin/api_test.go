@@ -33,6 +33,8 @@ func TestAPIValidation(t *testing.T) {
 		{"unknown field", "POST", attempts, `{"company_id":"x","login_id":"y","method":"password","admin":true}`, 400, codeInvalidJSON, "admin"},
 		{"wrong type", "POST", attempts, `{"company_id":5}`, 400, codeInvalidJSON, "company_id"},
 		{"bad time", "POST", attempts, `{"company_id":"x","login_id":"y","method":"password","at":"yesterday"}`, 400, codeInvalidField, "at"},
+		{"time far in the future", "POST", attempts, fmt.Sprintf(`{"company_id":%q,"login_id":"y","method":"password","at":"2500-01-01T00:00:00Z"}`, b.a.id), 400, codeInvalidField, "at"},
+		{"time far in the past", "POST", attempts, fmt.Sprintf(`{"company_id":%q,"login_id":"y","method":"password","at":"2020-01-01T00:00:00Z"}`, b.a.id), 400, codeInvalidField, "at"},
 		{"trailing data", "POST", attempts, `{"company_id":"x","login_id":"y","method":"password"} {}`, 400, codeInvalidJSON, "body"},
 		{"oversized", "POST", attempts, `{"company_id":"` + strings.Repeat("x", MaxBodyBytes) + `"}`, 400, codeBodyTooLarge, "body"},
 		{"bad method", "POST", attempts, `{"company_id":"x","login_id":"y","method":"telepathy"}`, 400, codeInvalidField, "method"},

@@ -89,6 +89,9 @@ func (c *Client) ReportLoginAttempt(ctx context.Context, p LoginAttempt) error {
 	if p.At.IsZero() {
 		p.At = c.now()
 	}
+	if err := p.CheckTime(c.now()); err != nil {
+		return fmt.Errorf("tasks.Client.ReportLoginAttempt: %w", err)
+	}
 	t, err := NewLoginAttemptTask(p)
 	if err != nil {
 		return err

@@ -67,16 +67,47 @@ func (p *LoginAttempt) Validate() error {
 	return checkText("request_id", p.RequestID, false, 128)
 }
 
+// The time of an attempt comes from the host's clock and decides the lock,
+// so the worker holds it to its own clock: MaxAttemptSkew ahead allows for
+// clocks that differ a little, MaxAttemptAge behind for a queue that waited
+// out an outage.
+const (
+	MaxAttemptSkew = 5 * time.Minute
+	MaxAttemptAge  = 7 * 24 * time.Hour
+)
+
+// CheckTime refuses an attempt time that the clock reading now says cannot
+// be right. One from the future would decide on a day that has not come:
+// it would lock an account that is not dormant yet, or move the login date
+// past today and so put the lock off. One older than MaxAttemptAge is not
+// a delayed delivery but a wrong clock or a replay.
+func (p *LoginAttempt) CheckTime(now time.Time) error {
+	switch {
+	case p.At.After(now.Add(MaxAttemptSkew)):
+		return &FieldError{Field: "at", Reason: fmt.Sprintf("%s is more than %v ahead of the worker's clock (%s)",
+			p.At.UTC().Format(time.RFC3339), MaxAttemptSkew, now.UTC().Format(time.RFC3339))}
+	case p.At.Before(now.Add(-MaxAttemptAge)):
+		return &FieldError{Field: "at", Reason: fmt.Sprintf("%s is more than 7 days before the worker's clock (%s)",
+			p.At.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))}
+	}
+	return nil
+}
+
+// Complete fills what a host may leave out: the attempt key, and a
+// User-Agent cut to MaxUserAgentBytes (a real one is a few hundred bytes;
+// a longer one is not worth refusing a login record over).
+func (p *LoginAttempt) Complete() {
+	if p.AttemptKey == "" {
+		p.AttemptKey = NewKey()
+	}
+	p.UserAgent = truncateUTF8(p.UserAgent, MaxUserAgentBytes)
+}
+
 // NewLoginAttemptTask builds a login:attempt task. The task ID is derived
 // from the attempt key, so a host that enqueues the same attempt twice is
 // told ErrTaskIDConflict instead of doing the work twice.
 func NewLoginAttemptTask(p LoginAttempt) (*asynq.Task, error) {
-	if p.AttemptKey == "" {
-		p.AttemptKey = NewKey()
-	}
-	if len(p.UserAgent) > MaxUserAgentBytes {
-		p.UserAgent = truncateUTF8(p.UserAgent, MaxUserAgentBytes)
-	}
+	p.Complete()
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("tasks.NewLoginAttemptTask: %w", err)
 	}

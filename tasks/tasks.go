@@ -161,6 +161,11 @@ func jsonFieldError(data []byte, v any, err error) error {
 	if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
 		return &FieldError{Field: strings.Trim(strings.TrimPrefix(msg, "json: unknown field "), `"`), Reason: "unknown field"}
 	}
+	// A time that is not a JSON string at all fails in time.Time's own
+	// UnmarshalJSON, with neither a ParseError nor the field's name.
+	if field := badTimeField(data, v); field != "payload" {
+		return &FieldError{Field: field, Reason: "want an RFC 3339 time: " + err.Error()}
+	}
 	return &FieldError{Field: "payload", Reason: err.Error()}
 }
 

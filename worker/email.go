@@ -31,7 +31,8 @@ func (h *Handlers) Email(ctx context.Context, t *asynq.Task) error {
 		return h.reject(ctx, t, "", err)
 	}
 	now := h.now()
-	var permanent error
+	var permanent, refused error
+	var refusedCompany string
 	var result postgres.MailStatus
 	err = h.store.WithTx(ctx, func(tx *postgres.Tx) error {
 		m, err := tx.LockMail(ctx, p.MailID)
@@ -40,6 +41,14 @@ func (h *Handlers) Email(ctx context.Context, t *asynq.Task) error {
 		}
 		if m.Status != postgres.MailPending {
 			result = m.Status
+			return nil
+		}
+		if err := taskMatchesMail(t.Type(), m, p); err != nil {
+			refused, refusedCompany = err, m.CompanyID
+			return nil
+		}
+		if staleTask(m, p) {
+			result = "stale task"
 			return nil
 		}
 		if reason, err := h.dropReason(ctx, tx, m, p, now); err != nil || reason != "" {
@@ -83,6 +92,9 @@ func (h *Handlers) Email(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return h.classify(ctx, t, "", err)
 	}
+	if refused != nil {
+		return h.reject(ctx, t, refusedCompany, refused)
+	}
 	if permanent != nil {
 		return h.reject(ctx, t, "", permanent)
 	}
@@ -114,6 +126,32 @@ func (h *Handlers) failMail(ctx context.Context, tx *postgres.Tx, m postgres.Mai
 	})
 }
 
+// taskMatchesMail refuses a task that names a mail of another kind. The
+// worker never writes such a task, and acting on one would drop or send a
+// mail that its own task is still to deliver.
+func taskMatchesMail(typ string, m postgres.Mail, p tasks.Email) error {
+	want := tasks.TypeEmailNotice
+	switch m.Kind {
+	case postgres.MailVerification:
+		want = tasks.TypeEmailVerification
+	case postgres.MailDormantLoginAlert:
+		want = tasks.TypeEmailAlert
+	}
+	if typ != want {
+		return &tasks.FieldError{Field: "mail_id", Reason: fmt.Sprintf("mail %d is a %s mail, which %s delivers", m.ID, m.Kind, want)}
+	}
+	return nil
+}
+
+// staleTask reports a verification task whose link the mail no longer
+// carries: a redelivered attempt gave the mail a fresh link and a task of
+// its own, which sends it. The stale task does nothing and is not an error.
+// (A token deleted by the purge leaves no id to compare; dropReason drops
+// such a mail.)
+func staleTask(m postgres.Mail, p tasks.Email) bool {
+	return m.Kind == postgres.MailVerification && m.TokenID != 0 && p.TokenID != m.TokenID
+}
+
 // dropReason says why a pending mail should not go out any more, or "".
 func (h *Handlers) dropReason(ctx context.Context, tx *postgres.Tx, m postgres.Mail, p tasks.Email, now time.Time) (string, error) {
 	if m.Retired || m.RecipientRetired {
@@ -121,9 +159,6 @@ func (h *Handlers) dropReason(ctx context.Context, tx *postgres.Tx, m postgres.M
 	}
 	if m.Kind != postgres.MailVerification {
 		return "", nil
-	}
-	if p.TokenID != m.TokenID {
-		return "superseded", nil
 	}
 	hash, err := policy.ParseToken(p.Token)
 	if err != nil {

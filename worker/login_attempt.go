@@ -37,6 +37,9 @@ func (h *Handlers) LoginAttempt(ctx context.Context, t *asynq.Task) error {
 		return h.reject(ctx, t, "", err)
 	}
 	now := h.now()
+	if err := p.CheckTime(now); err != nil {
+		return h.reject(ctx, t, p.CompanyID, err)
+	}
 	var ip netip.Addr
 	if p.IP != "" {
 		ip, _ = netip.ParseAddr(p.IP)
