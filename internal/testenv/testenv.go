@@ -65,49 +65,76 @@ func MainThen(m *testing.M, after func()) {
 func run(m *testing.M, after func()) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := "dormancy_test_" + hex.EncodeToString(b[:])
-	u, err := url.Parse(baseDSN)
-	if err != nil {
+	var drop, release func()
+	var err error
+	if dsn, drop, err = CreateDatabase(ctx, "dormancy_test"); err != nil {
 		return 0, err
 	}
-	u.Path = "/" + name
-	dsn = u.String()
-	if err := postgres.Migrate(ctx, dsn, "up", io.Discard); err != nil {
+	defer drop()
+	if redisDB, release, err = ClaimRedisDB(ctx); err != nil {
 		return 0, err
 	}
-	defer dropDatabase(name)
-
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
-	defer rdb.Close()
-	for n := 1; n <= 15; n++ {
-		ok, err := rdb.SetNX(ctx, redisClaimPrefix+strconv.Itoa(n), os.Getpid(), 30*time.Minute).Result()
-		if err != nil {
-			return 0, fmt.Errorf("redis %s: %w", redisAddr, err)
-		}
-		if ok {
-			redisDB = n
-			break
-		}
-	}
-	if redisDB == 0 {
-		return 0, fmt.Errorf("redis: all test databases 1-15 are claimed")
-	}
-	defer rdb.Del(context.Background(), redisClaimPrefix+strconv.Itoa(redisDB))
-	own := redis.NewClient(&redis.Options{Addr: redisAddr, DB: redisDB})
-	if err := own.FlushDB(ctx).Err(); err != nil {
-		return 0, err
-	}
-	defer func() { own.FlushDB(context.Background()); own.Close() }()
-
+	defer release()
 	code := m.Run()
 	if after != nil {
 		after()
 	}
 	return code, nil
 }
+
+// CreateDatabase creates and migrates a fresh database, prefix_<random>, on
+// the test server, and returns its URL and the function that drops it.
+// Test servers started outside go test (the browser tests') use it too.
+func CreateDatabase(ctx context.Context, prefix string) (string, func(), error) {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := prefix + "_" + hex.EncodeToString(b[:])
+	u, err := url.Parse(baseDSN)
+	if err != nil {
+		return "", nil, err
+	}
+	u.Path = "/" + name
+	drop := func() { dropDatabase(name) }
+	if err := postgres.Migrate(ctx, u.String(), "up", io.Discard); err != nil {
+		drop()
+		return "", nil, err
+	}
+	return u.String(), drop, nil
+}
+
+// ClaimRedisDB claims a free Redis DB from 1 to 15 by a key in DB 0, so
+// test binaries and test servers running at once never share a queue. It
+// returns the DB, flushed, and the function that flushes and releases it.
+func ClaimRedisDB(ctx context.Context) (int, func(), error) {
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	for n := 1; n <= 15; n++ {
+		ok, err := rdb.SetNX(ctx, redisClaimPrefix+strconv.Itoa(n), os.Getpid(), 30*time.Minute).Result()
+		if err != nil {
+			rdb.Close()
+			return 0, nil, fmt.Errorf("redis %s: %w", redisAddr, err)
+		}
+		if !ok {
+			continue
+		}
+		own := redis.NewClient(&redis.Options{Addr: redisAddr, DB: n})
+		if err := own.FlushDB(ctx).Err(); err != nil {
+			own.Close()
+			rdb.Close()
+			return 0, nil, err
+		}
+		return n, func() {
+			own.FlushDB(context.Background())
+			own.Close()
+			rdb.Del(context.Background(), redisClaimPrefix+strconv.Itoa(n))
+			rdb.Close()
+		}, nil
+	}
+	rdb.Close()
+	return 0, nil, fmt.Errorf("redis: all test databases 1-15 are claimed")
+}
+
+// RedisAddr is the test Redis server's address.
+func RedisAddr() string { return redisAddr }
 
 func dropDatabase(name string) {
 	db := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(baseDSN)))
@@ -132,19 +159,12 @@ func NewDatabase(t testing.TB) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := "dormancy_test_" + hex.EncodeToString(b[:])
-	u, err := url.Parse(baseDSN)
+	dsn, drop, err := CreateDatabase(ctx, "dormancy_test")
 	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	t.Cleanup(func() { dropDatabase(name) })
-	if err := postgres.Migrate(ctx, u.String(), "up", io.Discard); err != nil {
 		t.Fatalf("testenv.NewDatabase: %v", err)
 	}
-	return u.String()
+	t.Cleanup(drop)
+	return dsn
 }
 
 // RedisOpt is this test binary's Redis DB for asynq.

@@ -10,10 +10,8 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,15 +19,13 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
-	"github.com/uptrace/bun/driver/pgdriver"
 
 	"github.com/dormancy/dormancy/admin"
+	"github.com/dormancy/dormancy/internal/testenv"
 	"github.com/dormancy/dormancy/mail"
 	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/postgres"
@@ -56,9 +52,6 @@ const (
 	otherID    = "e2e-other"
 	opUser     = "ops"
 	opPassword = "e2e-operator-password"
-	// redisClaimPrefix is the key internal/testenv claims Redis DBs with,
-	// so this server and a parallel go test never share one.
-	redisClaimPrefix = "dormancy:test:redis-db:"
 )
 
 func main() {
@@ -66,13 +59,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "e2eserver:", err)
 		os.Exit(1)
 	}
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }
 
 func run() error {
@@ -84,29 +70,19 @@ func run() error {
 	}()
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	baseDSN := envOr("DORMANCY_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
-	redisAddr := envOr("DORMANCY_TEST_REDIS_ADDR", "127.0.0.1:6379")
-	var nb [6]byte
-	_, _ = rand.Read(nb[:])
-	dbName := "dormancy_e2e_" + hex.EncodeToString(nb[:])
-	u, err := url.Parse(baseDSN)
+	setupCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	dsn, drop, err := testenv.CreateDatabase(setupCtx, "dormancy_e2e")
 	if err != nil {
 		return err
 	}
-	u.Path = "/" + dbName
-	dsn := u.String()
-	setupCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	if err := postgres.Migrate(setupCtx, dsn, "up", io.Discard); err != nil {
-		return err
-	}
-	defer dropDatabase(baseDSN, dbName)
-
-	redisDB, release, err := claimRedis(setupCtx, redisAddr)
+	defer drop()
+	redisDB, release, err := testenv.ClaimRedisDB(setupCtx)
 	if err != nil {
 		return err
 	}
 	defer release()
+	redisAddr := testenv.RedisAddr()
 	redisOpt := asynq.RedisClientOpt{Addr: redisAddr, DB: redisDB}
 
 	store, err := postgres.Open(setupCtx, dsn)
@@ -266,37 +242,4 @@ func seed(ctx context.Context, store *postgres.Store, host *tasks.Client) error 
 func accountID(ctx context.Context, store *postgres.Store, company, login string) (int64, error) {
 	e, _, _, err := store.CheckAccount(ctx, company, login)
 	return e.ID, err
-}
-
-func claimRedis(ctx context.Context, addr string) (int, func(), error) {
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	for n := 1; n <= 15; n++ {
-		ok, err := rdb.SetNX(ctx, redisClaimPrefix+strconv.Itoa(n), os.Getpid(), 30*time.Minute).Result()
-		if err != nil {
-			rdb.Close()
-			return 0, nil, fmt.Errorf("redis %s: %w", addr, err)
-		}
-		if ok {
-			own := redis.NewClient(&redis.Options{Addr: addr, DB: n})
-			if err := own.FlushDB(ctx).Err(); err != nil {
-				own.Close()
-				rdb.Close()
-				return 0, nil, err
-			}
-			return n, func() {
-				own.FlushDB(context.Background())
-				own.Close()
-				rdb.Del(context.Background(), redisClaimPrefix+strconv.Itoa(n))
-				rdb.Close()
-			}, nil
-		}
-	}
-	rdb.Close()
-	return 0, nil, errors.New("redis: all test databases 1-15 are claimed")
-}
-
-func dropDatabase(baseDSN, name string) {
-	db := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(baseDSN)))
-	defer db.Close()
-	_, _ = db.Exec(`DROP DATABASE IF EXISTS "` + name + `" WITH (FORCE)`)
 }
