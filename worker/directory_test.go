@@ -13,7 +13,6 @@ import (
 	"github.com/dormancy/dormancy/internal/testenv"
 	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/tasks"
-	"github.com/dormancy/dormancy/worker"
 )
 
 // directory runs a directory task through its handler, as asynq would.
@@ -336,19 +335,7 @@ func TestAccountOfAnUnknownCompanyIsRejectedOnTheLastTry(t *testing.T) {
 	ch := make(chan string, 4)
 	cfg.Logger = slog.New(failures{Handler: slog.DiscardHandler, ch: ch})
 	cfg.Concurrency, cfg.TaskCheckInterval, cfg.ShutdownTimeout = 2, 10*time.Millisecond, 5*time.Second
-	w, err := worker.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(b.ctx)
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	b.serve(t, cfg)
 
 	q := asynq.NewClient(testenv.RedisOpt())
 	defer q.Close()

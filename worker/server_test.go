@@ -8,7 +8,6 @@ import (
 
 	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/tasks"
-	"github.com/dormancy/dormancy/worker"
 )
 
 // The whole path through a real asynq server: a host reports a dormant
@@ -23,19 +22,7 @@ func TestWorkerServesLoginAttemptsEndToEnd(t *testing.T) {
 	cfg.Concurrency = 4
 	cfg.TaskCheckInterval = 10 * time.Millisecond
 	cfg.ShutdownTimeout = 5 * time.Second
-	w, err := worker.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(b.ctx)
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	b.serve(t, cfg)
 
 	if err := b.client.ReportLoginAttempt(b.ctx, tasks.LoginAttempt{
 		CompanyID: b.company, LoginID: login, Method: policy.MethodPassword, IP: "198.51.100.1",

@@ -235,3 +235,22 @@ func (b *testBundle) emailsTo(addr string) []resendtest.Email {
 	}
 	return out
 }
+
+// serve runs a real asynq server with the handlers, configured by cfg, until
+// the test ends; the test fails if it does not stop cleanly.
+func (b *testBundle) serve(t *testing.T, cfg worker.Config) {
+	t.Helper()
+	w, err := worker.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(b.ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+}
