@@ -36,7 +36,7 @@ func execSQL(db *sql.DB, q string, args ...any) error {
 // are in an administrator's unlock whose deadline passed.
 func BenchmarkSweepAndRelock(b *testing.B) {
 	n := envInt("BENCH_ACCOUNTS", 1_000_000)
-	batch := envInt("BENCH_SWEEP_BATCH", 5000)
+	batch := envInt("BENCH_SWEEP_BATCH", tasks.DefaultMaintenanceBatch)
 	ctx := context.Background()
 	// One bare UPDATE of half a million rows outlasts the driver's default
 	// 10 s read timeout.

@@ -72,7 +72,7 @@ var envVars = []envVar{
 	{"SCHEDULE_SWEEP", defaultSpec(tasks.TypeMaintenanceSweep), "cron spec (UTC) of locking dormant accounts that did not try to log in"},
 	{"SCHEDULE_PRELOCK_WARNING", defaultSpec(tasks.TypeMaintenancePrelockWarning), "cron spec (UTC) of pre-lock warnings (sent from 09:00 company time)"},
 	{"MAINTENANCE_MAX_RETRY", "3", "retries of a failed maintenance run before it is archived"},
-	{"MAINTENANCE_BATCH_SIZE", "1000", "rows one maintenance statement changes"},
+	{"MAINTENANCE_BATCH_SIZE", "10000", "rows one maintenance statement changes"},
 	{"TOKEN_RETENTION", "168h", "how long a dead verification link is kept before it is deleted"},
 	{"MAIL_REQUEUE_AFTER", "2m", "age at which a pending mail without a task is queued again"},
 	{"ADMIN_ADDR", "127.0.0.1:8081", "address the admin server listens on"},

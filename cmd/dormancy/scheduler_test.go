@@ -24,8 +24,8 @@ func TestSchedulerConfigDefaults(t *testing.T) {
 		t.Fatalf("jobs = %d, want %d", got, want)
 	}
 	for _, j := range c.Jobs {
-		if j.Spec != defaults[j.Type] || j.MaxRetry != 3 || j.BatchSize != 1000 {
-			t.Errorf("%s: %+v, want spec %q, 3 retries, batches of 1000", j.Type, j, defaults[j.Type])
+		if j.Spec != defaults[j.Type] || j.MaxRetry != 3 || j.BatchSize != tasks.DefaultMaintenanceBatch {
+			t.Errorf("%s: %+v, want spec %q, 3 retries, batches of %d", j.Type, j, defaults[j.Type], tasks.DefaultMaintenanceBatch)
 		}
 		want := map[string]time.Duration{tasks.TypeMaintenancePurgeTokens: 168 * time.Hour, tasks.TypeMaintenanceRequeueMail: 2 * time.Minute}[j.Type]
 		if j.MinAge != want {
