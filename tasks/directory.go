@@ -470,11 +470,29 @@ func (c *Client) UpsertAccount(ctx context.Context, a Account) (DirectoryResult,
 	if err := a.Validate(); err != nil {
 		return DirectoryResult{}, fmt.Errorf("tasks.Client.UpsertAccount(%q, %q): %w", a.CompanyID, a.LoginID, err)
 	}
+	if err := a.CheckTimes(c.now()); err != nil {
+		return DirectoryResult{}, fmt.Errorf("tasks.Client.UpsertAccount(%q, %q): %w", a.CompanyID, a.LoginID, err)
+	}
 	id, outcome, err := c.store.SyncAccount(ctx, a.Employee(), a.Version, c.now())
 	if err != nil {
 		return DirectoryResult{}, fmt.Errorf("tasks.Client.UpsertAccount(%q, %q): %w", a.CompanyID, a.LoginID, err)
 	}
 	return DirectoryResult{AccountID: id, Outcome: outcome}, nil
+}
+
+// CheckTimes refuses a creation time or login date in the future of the
+// clock reading now (beyond MaxAttemptSkew for clocks that differ a
+// little): a login date in the future would put the account's lock off
+// until long after it went dormant.
+func (a *Account) CheckTimes(now time.Time) error {
+	limit := now.Add(MaxAttemptSkew)
+	if a.CreatedAt.After(limit) {
+		return &FieldError{Field: "created_at", Reason: fmt.Sprintf("%s is in the future", a.CreatedAt.UTC().Format(time.RFC3339))}
+	}
+	if a.LastLoginAt != nil && a.LastLoginAt.After(limit) {
+		return &FieldError{Field: "last_login_at", Reason: fmt.Sprintf("%s is in the future", a.LastLoginAt.UTC().Format(time.RFC3339))}
+	}
+	return nil
 }
 
 // RetireAccount retires an employee now: live links revoked, pending mail

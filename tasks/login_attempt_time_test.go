@@ -36,3 +36,24 @@ func TestCheckTimeBounds(t *testing.T) {
 		}
 	}
 }
+
+// A login date from the future would put the lock off: refused, named.
+func TestAccountTimesMayNotLieInTheFuture(t *testing.T) {
+	now := time.Date(2026, 11, 26, 1, 0, 0, 0, time.UTC)
+	future := now.Add(80 * 24 * time.Hour)
+	for _, c := range []struct {
+		a     tasks.Account
+		field string
+	}{
+		{tasks.Account{CreatedAt: now.Add(-time.Hour)}, ""},
+		{tasks.Account{CreatedAt: now.Add(-time.Hour), LastLoginAt: &now}, ""},
+		{tasks.Account{CreatedAt: future}, "created_at"},
+		{tasks.Account{CreatedAt: now.Add(-time.Hour), LastLoginAt: &future}, "last_login_at"},
+	} {
+		err := c.a.CheckTimes(now)
+		var fe *tasks.FieldError
+		if c.field == "" && err != nil || c.field != "" && (!errors.As(err, &fe) || fe.Field != c.field) {
+			t.Errorf("%+v: %v, want field %q", c.a, err, c.field)
+		}
+	}
+}

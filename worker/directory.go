@@ -39,8 +39,11 @@ func (h *Handlers) UpsertCompany(ctx context.Context, t *asynq.Task) error {
 // UpsertAccount creates or updates an employee.
 func (h *Handlers) UpsertAccount(ctx context.Context, t *asynq.Task) error {
 	a, err := tasks.DecodeUpsertAccount(t.Payload())
+	if err == nil {
+		err = a.CheckTimes(h.now())
+	}
 	if err != nil {
-		return h.reject(ctx, t, "", err)
+		return h.reject(ctx, t, a.CompanyID, err)
 	}
 	id, outcome, err := h.store.SyncAccount(ctx, a.Employee(), a.Version, h.now())
 	if err != nil {
