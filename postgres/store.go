@@ -26,12 +26,23 @@ type Store struct {
 	db *bun.DB
 }
 
-// Open connects to dsn and checks that the database answers.
-func Open(ctx context.Context, dsn string) (*Store, error) {
+// DefaultMaxConns is the connection pool of one process: enough for a
+// worker at its default concurrency with room for the batcher and the
+// maintenance jobs. Postgres allows 100 by default, so a fleet of processes
+// sets DATABASE_MAX_CONNS lower.
+const DefaultMaxConns = 32
+
+// Open connects to dsn and checks that the database answers. maxConns
+// bounds the pool; 0 means DefaultMaxConns.
+func Open(ctx context.Context, dsn string, maxConns ...int) (*Store, error) {
+	n := DefaultMaxConns
+	if len(maxConns) > 0 && maxConns[0] > 0 {
+		n = maxConns[0]
+	}
 	connector := pgdriver.NewConnector(pgdriver.WithDSN(dsn), pgdriver.WithTimeout(10*time.Second))
 	sqldb := sql.OpenDB(connector)
-	sqldb.SetMaxOpenConns(32)
-	sqldb.SetMaxIdleConns(32)
+	sqldb.SetMaxOpenConns(n)
+	sqldb.SetMaxIdleConns(n)
 	sqldb.SetConnMaxIdleTime(5 * time.Minute)
 	db := bun.NewDB(sqldb, pgdialect.New())
 	if err := db.PingContext(ctx); err != nil {

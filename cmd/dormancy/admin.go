@@ -76,7 +76,7 @@ func runAdmin(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if cfg.Admin.OperatorUser == "" {
 		log.Warn("ADMIN_OPERATOR_USER/ADMIN_OPERATOR_PASSWORD are not set: /monitoring/, /metrics and /dev/mailbox answer 401 to everyone")
 	}
-	store, err := postgres.Open(ctx, cfg.DatabaseURL)
+	store, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
 	if err != nil {
 		return err
 	}
@@ -100,7 +100,7 @@ func runAPIKey(ctx context.Context, cfg *Config, args []string, stdout io.Writer
 	if len(args) == 0 {
 		return fmt.Errorf("apikey wants create NAME, list or revoke ID: %w", errUsage)
 	}
-	store, err := postgres.Open(ctx, cfg.DatabaseURL)
+	store, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
 	if err != nil {
 		return err
 	}

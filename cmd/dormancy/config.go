@@ -21,14 +21,16 @@ import (
 // Config is the process configuration, read from the environment once at
 // start. Every default works against Postgres and Redis on localhost.
 type Config struct {
-	DatabaseURL   string
-	Redis         asynq.RedisConnOpt
-	ResendAPIKey  string
-	ResendBaseURL string
-	MailFrom      string
-	PublicBaseURL *url.URL
-	DefaultLocale policy.Locale
-	LogLevel      slog.Level
+	DatabaseURL string
+	// DatabaseMaxConns bounds each process's Postgres pool.
+	DatabaseMaxConns int
+	Redis            asynq.RedisConnOpt
+	ResendAPIKey     string
+	ResendBaseURL    string
+	MailFrom         string
+	PublicBaseURL    *url.URL
+	DefaultLocale    policy.Locale
+	LogLevel         slog.Level
 
 	WorkerConcurrency       int
 	WorkerTaskCheckInterval time.Duration
@@ -52,6 +54,7 @@ type envVar struct {
 
 var envVars = []envVar{
 	{"DATABASE_URL", "postgres://postgres@127.0.0.1:5432/dormancy?sslmode=disable", "Postgres connection URL"},
+	{"DATABASE_MAX_CONNS", "32", "Postgres connections one process may open; a fleet shares the server's max_connections"},
 	{"REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL (redis://, rediss://, redis-socket://, redis-sentinel://)"},
 	{"RESEND_API_KEY", "", "Resend API key; empty sends mail to the dev mailbox instead"},
 	{"RESEND_BASE_URL", "", "Resend API base URL; empty means Resend's own"},
@@ -109,6 +112,11 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 
 	if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		bad("DATABASE_URL", fmt.Errorf("want postgres://user@host:port/database, got %q", c.DatabaseURL))
+	}
+	if n, err := strconv.Atoi(get("DATABASE_MAX_CONNS")); err != nil || n < 2 || n > 1000 {
+		bad("DATABASE_MAX_CONNS", fmt.Errorf("want a number from 2 to 1000, got %q", get("DATABASE_MAX_CONNS")))
+	} else {
+		c.DatabaseMaxConns = n
 	}
 	if opt, err := asynq.ParseRedisURI(get("REDIS_URL")); err != nil {
 		bad("REDIS_URL", err)

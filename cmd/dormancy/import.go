@@ -78,7 +78,7 @@ func runImport(ctx context.Context, cfg *Config, args []string, stdout, stderr i
 	}
 	defer rejects.Close()
 
-	store, err := postgres.Open(ctx, cfg.DatabaseURL)
+	store, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
 	if err != nil {
 		return err
 	}
