@@ -26,6 +26,7 @@ import (
 
 	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/postgres"
+	"github.com/dormancy/dormancy/tasks"
 )
 
 // Format is an import file's format.
@@ -156,6 +157,9 @@ func Run(ctx context.Context, store *postgres.Store, r io.Reader, o Options) (Su
 			return s, err
 		}
 		s.Rows++
+		if row.RejectField == "" {
+			row = refuseFuture(row, o.Now())
+		}
 		if err := im.Add(row); err != nil {
 			return s, fmt.Errorf("importer: %w", err)
 		}
@@ -231,4 +235,26 @@ func writeRejects(ctx context.Context, im *postgres.Import, w io.Writer) error {
 		return fmt.Errorf("importer: rejects: %w", err)
 	}
 	return nil
+}
+
+// refuseFuture rejects a row whose creation or login lies in the future, as
+// the API refuses the same employee: a login date from the future would put
+// the lock off. A date alone is held at UTC midnight and starts at midnight
+// in the company's zone, up to 14 hours either way, so it counts as future
+// only from the day after today.
+func refuseFuture(row postgres.ImportRow, now time.Time) postgres.ImportRow {
+	for _, t := range []struct {
+		field string
+		at    time.Time
+		date  bool
+	}{{"created_at", row.CreatedAt, row.CreatedOn}, {"last_login_at", row.LastLoginAt, row.LastLoginOn}} {
+		limit := now.Add(tasks.MaxAttemptSkew)
+		if t.date {
+			limit = now.Add(24 * time.Hour)
+		}
+		if t.at.After(limit) {
+			return postgres.ImportRow{Line: row.Line, RejectField: t.field, RejectReason: t.at.UTC().Format(time.RFC3339) + " is in the future"}
+		}
+	}
+	return row
 }

@@ -239,6 +239,8 @@ func TestImportJSONLines(t *testing.T) {
 		`{"company_id":"` + co + `","login_id":7,"id_kind":"platform","name":"x","created_at":"2023-04-01"}`,
 		`{"company_id":"` + co + `","login_id":"E8","id_kind":"platform","name":"x","created_at":"2023-04-01","status":"retired"}` + "\r",
 		`{"company_id":"` + co + `","bad\u0000key":1}`,
+		`{"company_id":"` + co + `","login_id":"E9","id_kind":"platform","name":"x","created_at":"2023-04-01","last_login_at":"2999-01-01T00:00:00Z"}`,
+		`{"company_id":"` + co + `","login_id":"E10","id_kind":"platform","name":"x","created_at":"2999-01-01"}`,
 	}, "\n") + "\n"
 	path := filepath.Join(t.TempDir(), "employees.jsonl")
 	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
@@ -248,7 +250,7 @@ func TestImportJSONLines(t *testing.T) {
 		t.Fatalf("FormatOf = %s", got)
 	}
 	s, rejects := b.run(t, path, importer.Options{Format: importer.JSONL})
-	if want := (importer.Summary{Rows: 12, Created: 3, Rejected: 9}); s != want {
+	if want := (importer.Summary{Rows: 14, Created: 3, Rejected: 11}); s != want {
 		t.Errorf("summary = %+v, want %+v", s, want)
 	}
 	want := `line,field,reason
@@ -261,6 +263,8 @@ func TestImportJSONLines(t *testing.T) {
 10,(row),not a JSON object
 11,login_id,want a string
 13,"""bad\x00key""",unknown field
+14,last_login_at,2999-01-01T00:00:00Z is in the future
+15,created_at,2999-01-01T00:00:00Z is in the future
 `
 	if rejects != want {
 		t.Errorf("rejects:\n%s\nwant:\n%s", rejects, want)
