@@ -32,7 +32,17 @@ func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
 		"WORKER_CONCURRENCY":         "many",
 		"WORKER_TASK_CHECK_INTERVAL": "-1s",
 		"RETRY_MAX":                  "soon",
+		"RETRY_BACKOFF":              "email:=2s",
+		"EMAIL_MAX_RETRY":            "-3",
+		"DATABASE_MAX_CONNS":         "1",
 	}
+	assertNamesEvery(t, bad)
+}
+
+// assertNamesEvery loads a configuration of bad values and checks that the
+// error names each variable: one start tells the operator everything.
+func assertNamesEvery(t *testing.T, bad map[string]string) {
+	t.Helper()
 	_, err := LoadConfig(env(bad))
 	if err == nil {
 		t.Fatal("bad configuration accepted")
