@@ -170,7 +170,7 @@ func (e *env) account(t *testing.T, company string, o acct) (loginID string, id 
 
 func (e *env) recipients(t *testing.T, company string, ids ...int64) {
 	t.Helper()
-	if err := e.store.SetLoginNotificationRecipients(e.ctx, company, 0, ids); err != nil {
+	if err := e.store.ReplaceLoginNotificationRecipients(e.ctx, company, 0, ids, time.Now(), ""); err != nil {
 		t.Fatal(err)
 	}
 }

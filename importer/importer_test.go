@@ -327,7 +327,7 @@ func TestImportChangesAndTheirConsequences(t *testing.T) {
 		VALUES ($1, decode(repeat('dd', 32), 'hex'), 'e1@example.com', $2, $3)`, ids["E1"], importNow, importNow.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.store.SetLoginNotificationRecipients(b.ctx, co, 0, []int64{ids["E2"]}); err != nil {
+	if err := b.store.ReplaceLoginNotificationRecipients(b.ctx, co, 0, []int64{ids["E2"]}, time.Now(), ""); err != nil {
 		t.Fatal(err)
 	}
 	e4 := policy.Employee{CompanyID: co, LoginID: "E4", Name: "四 (host)", Department: "営業部",

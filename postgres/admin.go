@@ -298,8 +298,9 @@ func (e *RecipientRefusedError) Unwrap() error {
 // ReplaceLoginNotificationRecipients replaces the company's recipients
 // with accountIDs, all or nothing: an id that is not an active account of
 // the company with an address refuses the whole change, so a request
-// naming another company's account changes nothing. The change is an
-// audit event carrying the actor.
+// naming another company's account changes nothing. An actor other than 0
+// (a seed or a test) must be an active administrator of the company, else
+// policy.ErrForbidden. The change is an audit event carrying the actor.
 func (s *Store) ReplaceLoginNotificationRecipients(ctx context.Context, companyID string, actorID int64, accountIDs []int64, now time.Time, requestID string) error {
 	ids := append([]int64{}, accountIDs...)
 	slices.Sort(ids)
@@ -318,6 +319,20 @@ func (s *Store) ReplaceLoginNotificationRecipients(ctx context.Context, companyI
 				err = ErrNotFound
 			}
 			return fmt.Errorf("postgres.ReplaceLoginNotificationRecipients(%q): %w", companyID, err)
+		}
+		// An actor (actorID != 0) must be an active administrator of the
+		// company at this moment: the row is share-locked, so a permission
+		// removed concurrently lands first and refuses this, or waits.
+		if actorID != 0 {
+			var admin bool
+			err := t.tx.NewRaw(`SELECT can_manage_employees AND status = 'active' FROM accounts
+				WHERE id = ? AND company_id = ? FOR SHARE`, actorID, companyID).Scan(ctx, &admin)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("postgres.ReplaceLoginNotificationRecipients(%q): %w", companyID, err)
+			}
+			if !admin {
+				return fmt.Errorf("postgres.ReplaceLoginNotificationRecipients(%q): actor %d: %w", companyID, actorID, policy.ErrForbidden)
+			}
 		}
 		if len(ids) > 0 {
 			if err := t.tx.NewRaw(`SELECT id, status, email FROM accounts WHERE company_id = ? AND id = ANY(?) ORDER BY id`,

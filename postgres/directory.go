@@ -687,43 +687,6 @@ func (s *Store) UpsertAccount(ctx context.Context, a AccountRecord) (int64, erro
 	return row.AccountID, nil
 }
 
-// SetLoginNotificationRecipients replaces the company's recipients. Only
-// active accounts of the same company are kept; the rest are ignored. An
-// actor (actorID != 0) must be an active administrator of the company at
-// this moment, else policy.ErrForbidden: the actor's row is share-locked,
-// so a permission removed concurrently either lands first and refuses
-// this, or waits for it.
-func (s *Store) SetLoginNotificationRecipients(ctx context.Context, companyID string, actorID int64, accountIDs []int64) error {
-	err := s.WithTx(ctx, func(t *Tx) error {
-		if actorID != 0 {
-			var admin bool
-			err := t.tx.NewRaw(`SELECT can_manage_employees AND status = 'active' FROM accounts
-				WHERE id = ? AND company_id = ? FOR SHARE`, actorID, companyID).Scan(ctx, &admin)
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
-			if !admin {
-				return fmt.Errorf("actor %d: %w", actorID, policy.ErrForbidden)
-			}
-		}
-		if _, err := t.tx.NewRaw(`DELETE FROM login_notification_recipients WHERE company_id = ?`, companyID).Exec(ctx); err != nil {
-			return err
-		}
-		if len(accountIDs) == 0 {
-			return nil
-		}
-		_, err := t.tx.NewRaw(`INSERT INTO login_notification_recipients (company_id, account_id, created_by)
-			SELECT company_id, id, nullif(?, 0) FROM accounts
-			WHERE company_id = ? AND status = 'active' AND id = ANY(?)`,
-			actorID, companyID, pgdialect.Array(accountIDs)).Exec(ctx)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("postgres.SetLoginNotificationRecipients(%q): %w", companyID, err)
-	}
-	return nil
-}
-
 // ImportRow is one row of an import file after the importer checked it. A
 // row the importer refused carries only Line and the reject fields, so the
 // refusals come back in line order with the ones found here.

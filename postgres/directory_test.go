@@ -297,7 +297,7 @@ func TestSyncRetirementConsequences(t *testing.T) {
 	other := b.employee(testenv.UniqueID("u") + "@example.com")
 	lid, _ := b.sync(t, leaver, 1)
 	oid, _ := b.sync(t, other, 1)
-	if err := b.store.SetLoginNotificationRecipients(b.ctx, b.company, 0, []int64{lid, oid}); err != nil {
+	if err := b.store.ReplaceLoginNotificationRecipients(b.ctx, b.company, 0, []int64{lid, oid}, dirNow, ""); err != nil {
 		t.Fatal(err)
 	}
 	for i, id := range []int64{lid, oid} {
@@ -385,17 +385,17 @@ func TestSyncAccountAddressChangeRevokesLinks(t *testing.T) {
 
 // Setting recipients takes an administrator, checked in the transaction:
 // once the permission is gone, so is the right.
-func TestSetLoginNotificationRecipientsChecksTheActor(t *testing.T) {
+func TestReplaceLoginNotificationRecipientsChecksTheActor(t *testing.T) {
 	b := dirSetup(t)
 	admin := b.employee(testenv.UniqueID("u") + "@example.com")
 	admin.CanManageEmployees = true
 	aid, _ := b.sync(t, admin, 1)
-	if err := b.store.SetLoginNotificationRecipients(b.ctx, b.company, aid, []int64{aid}); err != nil {
+	if err := b.store.ReplaceLoginNotificationRecipients(b.ctx, b.company, aid, []int64{aid}, dirNow, ""); err != nil {
 		t.Fatalf("by an administrator: %v", err)
 	}
 	admin.CanManageEmployees = false
 	b.sync(t, admin, 2)
-	if err := b.store.SetLoginNotificationRecipients(b.ctx, b.company, aid, nil); !errors.Is(err, policy.ErrForbidden) {
+	if err := b.store.ReplaceLoginNotificationRecipients(b.ctx, b.company, aid, nil, dirNow, ""); !errors.Is(err, policy.ErrForbidden) {
 		t.Errorf("by an ex-administrator: %v, want ErrForbidden", err)
 	}
 	// An administrator of another company is no administrator here.
@@ -406,7 +406,7 @@ func TestSetLoginNotificationRecipientsChecksTheActor(t *testing.T) {
 	stranger := b.employee(testenv.UniqueID("u") + "@example.com")
 	stranger.CompanyID, stranger.CanManageEmployees = otherCo, true
 	sid, _ := b.sync(t, stranger, 1)
-	if err := b.store.SetLoginNotificationRecipients(b.ctx, b.company, sid, nil); !errors.Is(err, policy.ErrForbidden) {
+	if err := b.store.ReplaceLoginNotificationRecipients(b.ctx, b.company, sid, nil, dirNow, ""); !errors.Is(err, policy.ErrForbidden) {
 		t.Errorf("by another company's administrator: %v, want ErrForbidden", err)
 	}
 	if got := b.count(t, `SELECT count(*) FROM login_notification_recipients WHERE company_id = $1`, b.company); got != 1 {

@@ -384,7 +384,7 @@ func TestRemovedPermissionEndsUnlocking(t *testing.T) {
 	if got := b.lockState(t, locked).state; got != "locked" {
 		t.Errorf("account is %s, want still locked", got)
 	}
-	if err := b.store.SetLoginNotificationRecipients(b.ctx, b.company, admin, []int64{admin}); !errors.Is(err, policy.ErrForbidden) {
+	if err := b.store.ReplaceLoginNotificationRecipients(b.ctx, b.company, admin, []int64{admin}, start, ""); !errors.Is(err, policy.ErrForbidden) {
 		t.Errorf("recipients set by the ex-administrator: %v, want ErrForbidden", err)
 	}
 }

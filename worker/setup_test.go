@@ -139,7 +139,7 @@ func (b *testBundle) account(t *testing.T, o accountOpts) (loginID string, id in
 
 func (b *testBundle) recipients(t *testing.T, company string, ids ...int64) {
 	t.Helper()
-	if err := b.store.SetLoginNotificationRecipients(b.ctx, company, 0, ids); err != nil {
+	if err := b.store.ReplaceLoginNotificationRecipients(b.ctx, company, 0, ids, start, ""); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -79,7 +79,7 @@ func seedDemo(ctx context.Context, store *postgres.Store, now time.Time) error {
 			recipients = append(recipients, id)
 		}
 	}
-	return store.SetLoginNotificationRecipients(ctx, demoCompany, 0, recipients)
+	return store.ReplaceLoginNotificationRecipients(ctx, demoCompany, 0, recipients, now, "dev-seed")
 }
 
 // runDev runs the whole system in one process for a newcomer: migrations,
