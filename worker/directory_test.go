@@ -15,22 +15,9 @@ import (
 	"github.com/dormancy/dormancy/tasks"
 )
 
-// directory runs a directory task through its handler, as asynq would.
-func (b *testBundle) directory(task *asynq.Task) error {
-	switch task.Type() {
-	case tasks.TypeUpsertCompany:
-		return b.h.UpsertCompany(b.ctx, task)
-	case tasks.TypeUpsertAccount:
-		return b.h.UpsertAccount(b.ctx, task)
-	case tasks.TypeRetireAccount:
-		return b.h.RetireAccount(b.ctx, task)
-	}
-	return b.process(task)
-}
-
 func (b *testBundle) runDirectory(t *testing.T, task *asynq.Task) {
 	t.Helper()
-	if err := b.directory(task); err != nil {
+	if err := b.process(task); err != nil {
 		t.Fatalf("%s: %v", task.Type(), err)
 	}
 }
@@ -253,7 +240,7 @@ func TestBadCompanySettingsFailPermanently(t *testing.T) {
 		"locale":          `{"company_id":"` + b.company + `","version":5,"name":"Changed","locale":"xx"}`,
 	}
 	for field, payload := range cases {
-		err := b.directory(asynq.NewTask(tasks.TypeUpsertCompany, []byte(payload)))
+		err := b.process(asynq.NewTask(tasks.TypeUpsertCompany, []byte(payload)))
 		if !permanent(err) || !strings.Contains(err.Error(), field) {
 			t.Errorf("%s: %v, want a permanent failure naming it", field, err)
 		}
@@ -282,7 +269,7 @@ func TestAccountBeforeItsCompanyIsRetried(t *testing.T) {
 	b := setup(t)
 	company := testenv.UniqueID("co")
 	task := upsertTask(t, b.hostRecord(company, "E1", policy.IDKindPlatform, 1))
-	err := b.directory(task)
+	err := b.process(task)
 	if err == nil || permanent(err) || !errors.Is(err, policy.ErrNotFound) {
 		t.Fatalf("before the company: %v, want a retryable not-found", err)
 	}

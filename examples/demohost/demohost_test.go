@@ -31,7 +31,7 @@ type testBundle struct {
 	ctx     context.Context
 	srv     *httptest.Server
 	resend  *resendtest.Server
-	h       *worker.Handlers
+	mux     *asynq.ServeMux
 	inspect *asynq.Inspector
 	clock   *testenv.Clock
 	store   *postgres.Store
@@ -78,7 +78,9 @@ func setup(t *testing.T) *testBundle {
 		Now: c.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	t.Cleanup(h.Close)
-	b := &testBundle{ctx: ctx, srv: srv, resend: fake, h: h, inspect: insp, clock: c, store: store, company: company}
+	mux := asynq.NewServeMux()
+	h.Register(mux)
+	b := &testBundle{ctx: ctx, srv: srv, resend: fake, mux: mux, inspect: insp, clock: c, store: store, company: company}
 	for _, a := range []postgres.AccountRecord{
 		{LoginID: "tanaka@example.com", IDKind: policy.IDKindEmail, Email: "tanaka@example.com", Name: "田中 一郎", LastLoginAt: start.Add(-120 * 24 * time.Hour)},
 		{LoginID: "suzuki01", IDKind: policy.IDKindPlatform, Name: "鈴木 二郎", LastLoginAt: start.Add(-120 * 24 * time.Hour)},
@@ -104,14 +106,7 @@ func (b *testBundle) work(t *testing.T) {
 			}
 			for _, info := range infos {
 				b.inspect.DeleteTask(q, info.ID)
-				task := asynq.NewTask(info.Type, info.Payload)
-				var err error
-				if info.Type == tasks.TypeLoginAttempt {
-					err = b.h.LoginAttempt(b.ctx, task)
-				} else {
-					err = b.h.Email(b.ctx, task)
-				}
-				if err != nil {
+				if err := b.mux.ProcessTask(b.ctx, asynq.NewTask(info.Type, info.Payload)); err != nil {
 					t.Fatalf("%s: %v", info.Type, err)
 				}
 			}
