@@ -87,20 +87,16 @@ func (h *Handlers) logger(ctx context.Context) *slog.Logger {
 func (h *Handlers) reject(ctx context.Context, t *asynq.Task, companyID string, cause error) error {
 	id, _ := asynq.GetTaskID(ctx)
 	h.logger(ctx).Error("task rejected", slog.String("reason", cause.Error()))
-	ev := postgres.Event{
-		Kind: postgres.EventTaskRejected, OccurredAt: h.now(),
+	// The company is recorded as the payload named it, real or not: the
+	// audit trail has no foreign keys, so a wrong one cannot lose the event.
+	err := h.store.Audit(ctx, postgres.Event{
+		Kind: postgres.EventTaskRejected, CompanyID: companyID, OccurredAt: h.now(),
 		Detail: map[string]any{"task_type": t.Type(), "task_id": id, "reason": cause.Error()},
-	}
-	// The company may be what the payload got wrong; record without it then.
-	if err := h.store.Audit(ctx, withCompany(ev, companyID)); err != nil && companyID != "" {
-		_ = h.store.Audit(ctx, ev)
+	})
+	if err != nil {
+		h.logger(ctx).Error("task rejection not recorded", slog.String("error", err.Error()))
 	}
 	return fmt.Errorf("%s: %w: %w", t.Type(), cause, asynq.SkipRetry)
-}
-
-func withCompany(ev postgres.Event, companyID string) postgres.Event {
-	ev.CompanyID = companyID
-	return ev
 }
 
 // retryable classifies a failure from the store: permanent when it names
