@@ -26,4 +26,4 @@ e2e:
 # minutes; FAULTS_LOG_DIR=dir keeps every process's log. See SCALING.md.
 faults:
 	scripts/services
-	go test -count=1 -v ./faults
+	go test -count=1 -timeout 30m -v ./faults

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uptrace/bun/driver/pgdriver"
-
 	"github.com/dormancy/dormancy/internal/testenv"
 	"github.com/dormancy/dormancy/mail/resendtest"
 	"github.com/dormancy/dormancy/tasks"
@@ -38,10 +36,7 @@ func BenchmarkSweepAndRelock(b *testing.B) {
 	n := envInt("BENCH_ACCOUNTS", 1_000_000)
 	batch := envInt("BENCH_SWEEP_BATCH", tasks.DefaultMaintenanceBatch)
 	ctx := context.Background()
-	// One bare UPDATE of half a million rows outlasts the driver's default
-	// 10 s read timeout.
-	db := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(testenv.DSN()), pgdriver.WithReadTimeout(time.Hour)))
-	defer db.Close()
+	db := testenv.DB(b)
 	store := testenv.Store(b)
 	h := newHandlers(b, store, resendtest.New(b))
 	company := testenv.UniqueID("sweep")

@@ -103,10 +103,10 @@ func (e *env) procEnv(extra map[string]string) map[string]string {
 		"PUBLIC_BASE_URL":            "https://platform.example.com",
 		"LOG_LEVEL":                  "debug",
 		"WORKER_CONCURRENCY":         "10",
-		"WORKER_TASK_CHECK_INTERVAL": "20ms",
-		"WORKER_SHUTDOWN_TIMEOUT":    "5s",
-		"RETRY_BASE":                 "100ms",
-		"RETRY_MAX":                  "1s",
+		"WORKER_TASK_CHECK_INTERVAL": checkInterval.String(),
+		"WORKER_SHUTDOWN_TIMEOUT":    shutdownAfter.String(),
+		"RETRY_BASE":                 retryBase.String(),
+		"RETRY_MAX":                  retryMax.String(),
 	}
 	for k, v := range extra {
 		m[k] = v
@@ -215,10 +215,10 @@ func (e *env) recorded(keys []string) (int, error) {
 }
 
 // waitRecorded waits until every attempt has its row.
-func (e *env) waitRecorded(t *testing.T, keys []string, within time.Duration) {
+func (e *env) waitRecorded(t *testing.T, keys []string, still time.Duration) {
 	t.Helper()
 	var n int
-	waitUntil(t, within, fmt.Sprintf("%d attempts recorded", len(keys)), func() (bool, error) {
+	waitUntil(t, still, fmt.Sprintf("%d attempts recorded", len(keys)), func() (bool, error) {
 		var err error
 		n, err = e.recorded(keys)
 		if err != nil {
@@ -230,9 +230,9 @@ func (e *env) waitRecorded(t *testing.T, keys []string, within time.Duration) {
 
 // waitMailsSettled waits until the company has at least want mails and
 // none of them is pending.
-func (e *env) waitMailsSettled(t *testing.T, company string, want int, within time.Duration) {
+func (e *env) waitMailsSettled(t *testing.T, company string, want int, still time.Duration) {
 	t.Helper()
-	waitUntil(t, within, fmt.Sprintf("%d mails of %s settled", want, company), func() (bool, error) {
+	waitUntil(t, still, fmt.Sprintf("%d mails of %s settled", want, company), func() (bool, error) {
 		var total, pending int
 		err := e.db.QueryRow(`SELECT count(*), count(*) FILTER (WHERE status = 'pending') FROM mails WHERE company_id = $1`, company).Scan(&total, &pending)
 		if err != nil {

@@ -58,13 +58,13 @@ func TestWorkerKilledMidTaskCompletesOnce(t *testing.T) {
 	w1 := e.worker(t, "worker-1", conc)
 	taskV, keyV := attempt(t, coV, loginV, policy.MethodPassword)
 	e.enqueue(t, taskV)
-	waitUntil(t, 20*time.Second, "the verification email to hang at Resend", func() (bool, error) {
+	waitUntil(t, started, "the verification email to hang at Resend", func() (bool, error) {
 		return e.resend.Requests() > 0, nil
 	})
 	for _, task := range burst {
 		e.enqueue(t, task)
 	}
-	waitUntil(t, 20*time.Second, "the burst under way", func() (bool, error) {
+	waitUntil(t, retried, "the burst under way", func() (bool, error) {
 		n, err := e.recorded(keys)
 		return n >= len(keys)/10, err
 	})
@@ -110,10 +110,10 @@ func TestWorkerKilledMidTaskCompletesOnce(t *testing.T) {
 	}
 
 	w2 := e.worker(t, "worker-2", conc)
-	e.waitRecorded(t, append(keys, keyV), 150*time.Second)
-	e.waitMailsSettled(t, coV, 1, 150*time.Second)
-	e.waitMailsSettled(t, co, 40+50*2, 60*time.Second)
-	waitUntil(t, 30*time.Second, "the queues drained", e.queuesIdle)
+	e.waitRecorded(t, append(keys, keyV), orphaned)
+	e.waitMailsSettled(t, coV, 1, orphaned)
+	e.waitMailsSettled(t, co, 40+50*2, orphaned)
+	waitUntil(t, orphaned, "the queues drained", e.queuesIdle)
 	t.Logf("recovered %v after the kill", time.Since(killed).Round(time.Second))
 
 	// Each task the dead worker held was finished by the new one, once.

@@ -55,11 +55,11 @@ func TestPostgresRestartedUnderLoad(t *testing.T) {
 	}
 
 	w := e.worker(t, "worker", map[string]string{"DATABASE_URL": proxy.URL(t, e.dsn)})
-	w.WaitLog(t, "worker started", 20*time.Second)
+	w.WaitLog(t, "worker started", started)
 	for _, task := range burst {
 		e.enqueue(t, task)
 	}
-	waitUntil(t, 30*time.Second, "the burst under way", func() (bool, error) {
+	waitUntil(t, retried, "the burst under way", func() (bool, error) {
 		n, err := e.recorded(keys)
 		return n >= len(keys)/6, err
 	})
@@ -69,7 +69,7 @@ func TestPostgresRestartedUnderLoad(t *testing.T) {
 	cutAt, _ := e.recorded(keys)
 	// Down until a task has failed on it, been retried, and failed again,
 	// as it would through a restart that takes seconds.
-	waitUntil(t, 30*time.Second, "a task failing twice on the lost database", func() (bool, error) {
+	waitUntil(t, retried, "a task failing twice on the lost database", func() (bool, error) {
 		seen := map[string]bool{}
 		for _, l := range w.Lines("task failed") {
 			if seen[l.str("task_id")] {
@@ -86,9 +86,9 @@ func TestPostgresRestartedUnderLoad(t *testing.T) {
 		t.Fatal("the cut came after the burst")
 	}
 
-	e.waitRecorded(t, keys, 90*time.Second)
-	e.waitMailsSettled(t, co, 30+40*2, 60*time.Second)
-	waitUntil(t, 60*time.Second, "the queues drained", e.queuesIdle)
+	e.waitRecorded(t, keys, retried)
+	e.waitMailsSettled(t, co, 30+40*2, retried)
+	waitUntil(t, retried, "the queues drained", e.queuesIdle)
 
 	for _, l := range w.Lines("task failed") {
 		if l["permanent"] == true {

@@ -202,33 +202,6 @@ func (p *proc) Kill(t *testing.T) {
 	<-p.done
 }
 
-// Stop sends SIGTERM and waits for a clean exit.
-func (p *proc) Stop(t *testing.T) {
-	t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	timer := time.NewTimer(30 * time.Second)
-	defer timer.Stop()
-	select {
-	case <-p.done:
-		if p.err != nil {
-			t.Errorf("%s: exit after SIGTERM: %v", p.name, p.err)
-		}
-	case <-timer.C:
-		t.Errorf("%s did not stop within 30s of SIGTERM", p.name)
-		p.Kill(t)
-	}
-}
-
-// Alive reports whether the process is still running.
-func (p *proc) Alive() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
 func (p *proc) dump(t *testing.T, n int) {
 	p.mu.Lock()
 	raw := p.raw[max(0, len(p.raw)-n):]
@@ -248,30 +221,42 @@ func tasksDone(ps ...*proc) map[string]int {
 	return n
 }
 
-// waitUntil polls cond until it holds or the deadline passes. It is how
-// the tests wait on other processes: by watching the state they change,
-// never by sleeping a guessed time. The error cond returns with false says
-// where things stand; the last one is in the failure message.
-func waitUntil(t *testing.T, within time.Duration, what string, cond func() (bool, error)) {
+// waitUntil polls cond until it holds. It is how the tests wait on other
+// processes: by watching the state they change, never by sleeping a
+// guessed time. What cond returns with false says where things stand, and
+// the wait fails when that has not changed for still: when the processes
+// stop making progress, not when a loaded machine makes them slow. still
+// comes from timing_test.go. A state that keeps changing without arriving
+// fails after ten times still.
+func waitUntil(t *testing.T, still time.Duration, what string, cond func() (bool, error)) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), within)
-	defer cancel()
+	began := time.Now()
+	moved := began
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
 	var last error
+	state := func(err error) string {
+		if err == nil {
+			return ""
+		}
+		return err.Error()
+	}
 	for {
 		ok, err := cond()
 		if ok {
 			return
 		}
-		last = err
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-			if last != nil {
-				t.Fatalf("waited %v for %s: %v", within, what, last)
-			}
-			t.Fatalf("waited %v for %s", within, what)
+		now := time.Now()
+		if state(err) != state(last) {
+			moved = now
 		}
+		last = err
+		switch {
+		case now.Sub(moved) > still:
+			t.Fatalf("waited for %s: no change for %v (%v in all): %v", what, still, now.Sub(began).Round(time.Second), last)
+		case now.Sub(began) > 10*still:
+			t.Fatalf("waited %v for %s, still changing: %v", now.Sub(began).Round(time.Second), what, last)
+		}
+		<-tick.C
 	}
 }

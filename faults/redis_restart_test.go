@@ -67,7 +67,7 @@ func TestRedisRestartedUnderLoad(t *testing.T) {
 		logins = append(logins, login)
 	}
 	w := e.worker(t, "worker", nil)
-	w.WaitLog(t, "worker started", 20*time.Second)
+	w.WaitLog(t, "worker started", started)
 
 	h := &hostLoad{}
 	stop := make(chan struct{})
@@ -110,15 +110,15 @@ func TestRedisRestartedUnderLoad(t *testing.T) {
 		<-loadDone
 	}()
 
-	waitUntil(t, 20*time.Second, "the host under way", func() (bool, error) {
-		ok, _ := h.counts()
-		return ok >= 150, nil
+	waitUntil(t, margin, "the host under way", func() (bool, error) {
+		ok, failed := h.counts()
+		return ok >= 150, fmt.Errorf("%d enqueued, %d failed", ok, failed)
 	})
 	rs.Kill()
 	okAtKill, _ := h.counts()
-	waitUntil(t, 20*time.Second, "the host to see Redis gone", func() (bool, error) {
-		_, failed := h.counts()
-		return failed >= 20, nil
+	waitUntil(t, margin, "the host to see Redis gone", func() (bool, error) {
+		ok, failed := h.counts()
+		return failed >= 20, fmt.Errorf("%d enqueued, %d failed", ok, failed)
 	})
 	rs.Restart(t)
 	// A second worker, started now, looks for orphaned tasks a minute from
@@ -127,9 +127,9 @@ func TestRedisRestartedUnderLoad(t *testing.T) {
 	// wait another. The tasks go through at about the same time either
 	// way; this bounds the test to one minute of waiting.
 	w2 := e.worker(t, "worker-2", nil)
-	waitUntil(t, 30*time.Second, "the host to enqueue again", func() (bool, error) {
-		ok, _ := h.counts()
-		return ok >= okAtKill+150, nil
+	waitUntil(t, started, "the host to enqueue again", func() (bool, error) {
+		ok, failed := h.counts()
+		return ok >= okAtKill+150, fmt.Errorf("%d enqueued, %d failed", ok, failed)
 	})
 	close(stop)
 	<-loadDone
@@ -171,13 +171,13 @@ func TestRedisRestartedUnderLoad(t *testing.T) {
 	// A task whose dequeue reached Redis just before it died, or whose
 	// completion could not be recorded, waits in "active" for the recoverer:
 	// its lease (30 s), the recoverer's margin (30 s), and its next run.
-	e.waitRecorded(t, keys, 120*time.Second)
+	e.waitRecorded(t, keys, orphaned)
 	var mails int
-	waitUntil(t, 60*time.Second, "the outbox drained", func() (bool, error) {
+	waitUntil(t, orphaned, "the outbox drained", func() (bool, error) {
 		err := e.db.QueryRow(`SELECT count(*) FROM mails WHERE company_id = $1 AND status = 'pending'`, co).Scan(&mails)
 		return err == nil && mails == 0, fmt.Errorf("%d pending: %v", mails, err)
 	})
-	waitUntil(t, 120*time.Second, "the queues drained", e.queuesIdle)
+	waitUntil(t, orphaned, "the queues drained", e.queuesIdle)
 	var twice []string
 	for id, n := range tasksDone(w, w2) {
 		if n > 1 {

@@ -13,6 +13,9 @@ import (
 	"github.com/dormancy/dormancy/tasks"
 )
 
+// retryAfter is the Retry-After the fake Resend answers its 429 with.
+const retryAfter = 7 * time.Second
+
 // Resend failing in each way it can, seen by a real worker process: what
 // may succeed later is retried (429 after the time Resend asked for, 5xx,
 // a request that hangs past the client's timeout) and delivered exactly
@@ -35,14 +38,16 @@ func TestResendFailuresThroughTheWorker(t *testing.T) {
 		// failure is what the worker's failure log says.
 		failure string
 	}{
-		{"429 with Retry-After", func(e *env) { e.resend.FailNext(1, 429, map[string]string{"retry-after": "7"}) },
-			outcome{requests: 2, delivered: true, failures: 1}, 7 * time.Second, "HTTP 429"},
+		{"429 with Retry-After", func(e *env) {
+			e.resend.FailNext(1, 429, map[string]string{"retry-after": fmt.Sprint(retryAfter.Seconds())})
+		},
+			outcome{requests: 2, delivered: true, failures: 1}, retryAfter, "HTTP 429"},
 		{"500 twice", func(e *env) { e.resend.FailNext(2, 500, nil) },
 			outcome{requests: 3, delivered: true, failures: 2}, 0, "HTTP 500"},
 		{"422", func(e *env) { e.resend.FailNext(1, 422, nil) },
 			outcome{requests: 1, failures: 1, permanent: true}, 0, "HTTP 422 validation_error"},
 		{"hang past the timeout", func(e *env) { e.resend.HangNext(1) },
-			outcome{requests: 2, delivered: true, failures: 1}, 10 * time.Second, "exceeded"}, // Client.Timeout or the context's deadline, whichever fires first
+			outcome{requests: 2, delivered: true, failures: 1}, resendTimeout, "exceeded"}, // Client.Timeout or the context's deadline, whichever fires first
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -58,13 +63,13 @@ func TestResendFailuresThroughTheWorker(t *testing.T) {
 			e.enqueue(t, task)
 
 			var firstRequest time.Time
-			waitUntil(t, 20*time.Second, "the first request to Resend", func() (bool, error) {
+			waitUntil(t, started, "the first request to Resend", func() (bool, error) {
 				firstRequest = time.Now()
 				return e.resend.Requests() > 0, nil
 			})
 			var mailID, tokenID int64
 			var status string
-			waitUntil(t, 40*time.Second, "the mail settled", func() (bool, error) {
+			waitUntil(t, max(retryAfter, resendTimeout)+retried, "the mail settled", func() (bool, error) {
 				err := e.db.QueryRow(`SELECT id, token_id, status FROM mails WHERE account_id = $1 AND kind = 'verification'`, id).Scan(&mailID, &tokenID, &status)
 				return err == nil && status != "pending", err
 			})
@@ -72,7 +77,7 @@ func TestResendFailuresThroughTheWorker(t *testing.T) {
 			t.Logf("settled %v after the first request", time.Since(firstRequest))
 
 			if c.want.delivered {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				ctx, cancel := context.WithTimeout(context.Background(), margin)
 				defer cancel()
 				emails, err := e.resend.WaitFor(ctx, 1)
 				if err != nil {
@@ -98,7 +103,7 @@ func TestResendFailuresThroughTheWorker(t *testing.T) {
 					t.Errorf("mail_failed events = %d, want 1", got)
 				}
 				var info *asynq.TaskInfo
-				waitUntil(t, 10*time.Second, "the task archived", func() (bool, error) {
+				waitUntil(t, margin, "the task archived", func() (bool, error) {
 					var err error
 					info, err = e.inspect.GetTaskInfo(tasks.QueueDefault, taskID)
 					return err == nil && info.State == asynq.TaskStateArchived, err
@@ -107,7 +112,7 @@ func TestResendFailuresThroughTheWorker(t *testing.T) {
 					t.Errorf("archived with %q, want the 422 named", info.LastErr)
 				}
 			}
-			waitUntil(t, 10*time.Second, "the queues drained", e.queuesIdle)
+			waitUntil(t, retried, "the queues drained", e.queuesIdle)
 			if got := e.resend.Requests(); got != c.want.requests {
 				t.Errorf("Resend saw %d requests, want %d", got, c.want.requests)
 			}

@@ -89,8 +89,8 @@ func TestTwoWorkersDoNothingTwice(t *testing.T) {
 
 	w1 := e.worker(t, "worker-1", nil)
 	w2 := e.worker(t, "worker-2", nil)
-	w1.WaitLog(t, "worker started", 20*time.Second)
-	w2.WaitLog(t, "worker started", 20*time.Second)
+	w1.WaitLog(t, "worker started", started)
+	w2.WaitLog(t, "worker started", started)
 	for _, task := range burst {
 		e.enqueue(t, task)
 	}
@@ -99,13 +99,13 @@ func TestTwoWorkersDoNothingTwice(t *testing.T) {
 		alerts        = (30 + 20) * 2
 		notices       = 20
 	)
-	e.waitRecorded(t, keys, 60*time.Second)
-	e.waitMailsSettled(t, co, verifications+alerts+notices, 60*time.Second)
-	waitUntil(t, 30*time.Second, "queues drained", e.queuesIdle)
+	e.waitRecorded(t, keys, retried)
+	e.waitMailsSettled(t, co, verifications+alerts+notices, retried)
+	waitUntil(t, retried, "queues drained", e.queuesIdle)
 	// The "task done" line follows the handler's return by microseconds;
 	// the queues are idle only after asynq recorded every task as done.
 	want := len(burst) + verifications + alerts + notices
-	waitUntil(t, 10*time.Second, "every task logged", func() (bool, error) {
+	waitUntil(t, margin, "every task logged", func() (bool, error) {
 		n := 0
 		for _, c := range tasksDone(w1, w2) {
 			n += c

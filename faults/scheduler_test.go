@@ -56,7 +56,7 @@ func TestTwoSchedulersTwoWorkersRunEachPeriodOnce(t *testing.T) {
 	s1 := e.scheduler(t, "scheduler-1", every)
 	s2 := e.scheduler(t, "scheduler-2", every)
 	for _, p := range []*proc{w1, w2, s1, s2} {
-		p.WaitLog(t, map[bool]string{true: "worker started", false: "scheduler started"}[p == w1 || p == w2], 20*time.Second)
+		p.WaitLog(t, map[bool]string{true: "worker started", false: "scheduler started"}[p == w1 || p == w2], started)
 	}
 	// The first minute both schedulers are surely running for.
 	period := time.Now().Add(2 * time.Second).Truncate(time.Minute).Add(time.Minute).UTC()
@@ -64,7 +64,7 @@ func TestTwoSchedulersTwoWorkersRunEachPeriodOnce(t *testing.T) {
 	for _, typ := range tasks.MaintenanceTypes {
 		ids[typ] = tasks.MaintenanceTaskID(typ, period)
 	}
-	waitUntil(t, time.Until(period)+45*time.Second, "every job of "+period.Format("15:04")+" run", func() (bool, error) {
+	waitUntil(t, time.Until(period)+retried, "every job of "+period.Format("15:04")+" run", func() (bool, error) {
 		done := tasksDone(w1, w2)
 		n := 0
 		for _, id := range ids {
@@ -74,8 +74,8 @@ func TestTwoSchedulersTwoWorkersRunEachPeriodOnce(t *testing.T) {
 		}
 		return n == len(ids), fmt.Errorf("%d of %d jobs done", n, len(ids))
 	})
-	e.waitMailsSettled(t, co, 1, 30*time.Second)
-	waitUntil(t, 30*time.Second, "the queues drained", e.queuesIdle)
+	e.waitMailsSettled(t, co, 1, retried)
+	waitUntil(t, retried, "the queues drained", e.queuesIdle)
 
 	done := tasksDone(w1, w2)
 	for typ, id := range ids {

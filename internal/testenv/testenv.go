@@ -190,9 +190,11 @@ func Store(t testing.TB) *postgres.Store {
 	return s
 }
 
-// DB opens the test database for assertions on rows.
+// DB opens the test database for fixtures and assertions on rows. A
+// fixture of a million rows outlasts the driver's 10 s read timeout on a
+// busy machine, so the timeout is the test binary's own (-timeout).
 func DB(t testing.TB) *sql.DB {
-	db := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(dsn)))
+	db := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(dsn), pgdriver.WithReadTimeout(0)))
 	t.Cleanup(func() { db.Close() })
 	return db
 }
