@@ -2,14 +2,11 @@ package admin
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"time"
 
@@ -85,11 +82,18 @@ type loginAttemptResponse struct {
 	Locked         bool                   `json:"locked"`
 	Message        string                 `json:"message"`
 	Administrators []policy.Administrator `json:"administrators"`
+	// Contact is whom to ask when no administrator can act now.
+	Contact string `json:"contact"`
+	// DecidedAt is the instant the answer was made at: the worker records
+	// this same decision, however long the attempt waits in the queue.
+	DecidedAt time.Time `json:"decided_at"`
 }
 
-// apiLoginAttempt decides a login that passed the host's password check,
-// answers with the decision, and enqueues login:attempt, which records it
-// and does the locking and mailing.
+// apiLoginAttempt decides a login that passed the host's password check at
+// this server's clock, answers with the decision, and enqueues
+// login:attempt stamped with that instant, so the worker records the same
+// decision and does the locking and mailing. The body's "at" dates the
+// record only; a body naming decided_at is refused.
 func (s *Server) apiLoginAttempt(w http.ResponseWriter, r *http.Request) (int, any, error) {
 	var p tasks.LoginAttempt
 	if err := decodeJSON(w, r, &p); err != nil {
@@ -105,17 +109,17 @@ func (s *Server) apiLoginAttempt(w http.ResponseWriter, r *http.Request) (int, a
 	if err := p.Validate(); err != nil {
 		return 0, nil, err
 	}
+	if !p.DecidedAt.IsZero() {
+		return 0, nil, tasks.ErrDecidedAtSet
+	}
 	if err := p.CheckTime(s.now()); err != nil {
 		return 0, nil, err
 	}
-	res, err := s.host.Check(r.Context(), p.CompanyID, p.LoginID, p.Method)
+	res, err := s.host.Login(r.Context(), p)
 	if errors.Is(err, policy.ErrNotFound) {
 		return 0, nil, errNotFound("no such account in this company")
 	}
 	if err != nil {
-		return 0, nil, err
-	}
-	if err := s.host.ReportLoginAttempt(r.Context(), p); err != nil {
 		return 0, nil, err
 	}
 	admins := res.Administrators
@@ -125,6 +129,7 @@ func (s *Server) apiLoginAttempt(w http.ResponseWriter, r *http.Request) (int, a
 	return http.StatusOK, loginAttemptResponse{
 		AccountID: res.AccountID, AttemptKey: p.AttemptKey, Outcome: string(res.Decision.Outcome),
 		Locked: res.Decision.Outcome.Locked(), Message: res.Message, Administrators: admins,
+		Contact: res.Contact, DecidedAt: res.DecidedAt,
 	}, nil
 }
 
@@ -259,13 +264,20 @@ func (s *Server) enqueueUnlock(ctx context.Context, actor postgres.Actor, compan
 	if len(missing) > 0 {
 		return "", errNotFound(fmt.Sprintf("account %d is not an account of this company", missing[0]))
 	}
+	emailIDs, err := s.store.EmailIDsAmong(ctx, companyID, ids)
+	if err != nil {
+		return "", err
+	}
+	if len(emailIDs) > 0 {
+		return "", errField("account_ids", postgres.EmailIDsRefused(emailIDs))
+	}
 	if reqID == "" {
 		reqID = tasks.NewKey()
 	}
 	if !validRequestID(reqID) {
 		return "", errField("request_id", "want 1 to 128 printable ASCII characters")
 	}
-	p := tasks.AccountUnlock{CompanyID: companyID, ActorAccountID: actor.AccountID, AccountIDs: ids, All: all, RequestID: reqID}
+	p := tasks.AccountUnlock{CompanyID: companyID, ActorAccountID: actor.AccountID, AccountIDs: ids, All: all, RequestID: reqID, RequestedAt: s.now()}
 	t, err := tasks.NewAccountUnlockTask(p)
 	if err != nil {
 		return "", err
@@ -273,7 +285,7 @@ func (s *Server) enqueueUnlock(ctx context.Context, actor postgres.Actor, compan
 	info, err := s.queue.EnqueueContext(ctx, t)
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		// The same request was queued before: its task is the answer.
-		return unlockTaskID(p), nil
+		return tasks.UnlockTaskID(p), nil
 	}
 	if err != nil {
 		return "", fmt.Errorf("admin: enqueue %s: %w", t.Type(), err)
@@ -307,27 +319,58 @@ func (s *Server) apiUnlock(w http.ResponseWriter, r *http.Request) (int, any, er
 type unlockStatusResponse struct {
 	TaskID string `json:"task_id"`
 	// State is asynq's: pending, active, scheduled, retry, archived or
-	// completed.
+	// completed; completed also when asynq has forgotten the task and the
+	// audit trail holds what it did.
 	State string `json:"state"`
+	// Outcome, once the task ran: unlocked, or expired when it ran after
+	// its own deadline and changed nothing.
+	Outcome string `json:"outcome,omitempty"`
+	// Unlocked counts the accounts it unlocked.
+	Unlocked int `json:"unlocked"`
+	// UnlockedUntil is the unlock's deadline: the local midnight after
+	// the request.
+	UnlockedUntil *time.Time `json:"unlocked_until,omitempty"`
 }
 
-// unlockStatus reads an unlock task's state, refusing tasks of another
-// company as if they did not exist.
-func (s *Server) unlockStatus(companyID, taskID string) (string, error) {
+// unlockStatus reads an unlock task's state from asynq and what it did
+// from the audit trail, which outlives asynq's retention; tasks of another
+// company read as missing.
+func (s *Server) unlockStatus(ctx context.Context, companyID, taskID string) (unlockStatusResponse, error) {
+	res := unlockStatusResponse{TaskID: taskID}
 	info, err := s.inspector.GetTaskInfo(tasks.QueueCritical, taskID)
-	if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
-		return "", errNotFound("no such unlock task (finished tasks are kept for a while only)")
+	switch {
+	case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
+	case err != nil:
+		return res, fmt.Errorf("admin: task %s: %w", taskID, err)
+	default:
+		var p struct {
+			CompanyID string `json:"company_id"`
+		}
+		if info.Type != tasks.TypeAccountUnlock || json.Unmarshal(info.Payload, &p) != nil || p.CompanyID != companyID {
+			return res, errNotFound("no such unlock task")
+		}
+		res.State = info.State.String()
 	}
+	o, err := s.store.UnlockOutcome(ctx, companyID, taskID)
 	if err != nil {
-		return "", fmt.Errorf("admin: task %s: %w", taskID, err)
+		return res, err
 	}
-	var p struct {
-		CompanyID string `json:"company_id"`
+	if o.Known() {
+		res.Outcome, res.Unlocked = "unlocked", o.Unlocked
+		if o.Expired {
+			res.Outcome = "expired"
+		}
+		if !o.Deadline.IsZero() {
+			res.UnlockedUntil = &o.Deadline
+		}
+		if res.State == "" {
+			res.State = asynq.TaskStateCompleted.String()
+		}
 	}
-	if info.Type != tasks.TypeAccountUnlock || json.Unmarshal(info.Payload, &p) != nil || p.CompanyID != companyID {
-		return "", errNotFound("no such unlock task")
+	if res.State == "" {
+		return res, errNotFound("no such unlock task")
 	}
-	return info.State.String(), nil
+	return res, nil
 }
 
 func (s *Server) apiUnlockStatus(w http.ResponseWriter, r *http.Request) (int, any, error) {
@@ -335,12 +378,11 @@ func (s *Server) apiUnlockStatus(w http.ResponseWriter, r *http.Request) (int, a
 	if _, err := authorize(r.Context(), companyID); err != nil {
 		return 0, nil, err
 	}
-	taskID := r.PathValue("task_id")
-	state, err := s.unlockStatus(companyID, taskID)
+	res, err := s.unlockStatus(r.Context(), companyID, r.PathValue("task_id"))
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, unlockStatusResponse{TaskID: taskID, State: state}, nil
+	return http.StatusOK, res, nil
 }
 
 type recipientsResponse struct {
@@ -417,18 +459,4 @@ func (s *Server) apiAccount(w http.ResponseWriter, r *http.Request) (int, any, e
 		return 0, nil, policy.ErrForbidden
 	}
 	return http.StatusOK, toAccountJSON(a), nil
-}
-
-// unlockTaskID is the task ID tasks.NewAccountUnlockTask gives p, for
-// answering a repeated request with the task the first one queued. A test
-// holds it to the constructor.
-func unlockTaskID(p tasks.AccountUnlock) string {
-	if len(p.AccountIDs) > 0 {
-		ids := slices.Clone(p.AccountIDs)
-		slices.Sort(ids)
-		p.AccountIDs = slices.Compact(ids)
-	}
-	key, _ := json.Marshal(p)
-	sum := sha256.Sum256(key)
-	return tasks.TypeAccountUnlock + ":" + hex.EncodeToString(sum[:16])
 }

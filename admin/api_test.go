@@ -286,6 +286,10 @@ func jsonFields(t reflect.Type) []string {
 		if name == "-" {
 			continue
 		}
+		if name == "" && f.Anonymous && f.Type.Kind() == reflect.Struct {
+			out = append(out, jsonFields(f.Type)...) // encoding/json flattens it
+			continue
+		}
 		if name == "" {
 			name = f.Name
 		}

@@ -85,7 +85,7 @@ func (s *Server) requireAPIKey(withActor bool, next http.Handler) http.Handler {
 			writeError(w, errField(ActorHeader, "required: the id of the account this call acts for"))
 			return
 		}
-		actor, err := s.store.Actor(r.Context(), id)
+		actor, err := s.store.Actor(r.Context(), id, s.now())
 		if errors.Is(err, postgres.ErrNotFound) {
 			writeError(w, errForbidden("the acting account may not do this"))
 			return

@@ -284,13 +284,12 @@ func (s *Server) pageUnlock(w http.ResponseWriter, r *http.Request, pc *pageCtx)
 // pageUnlockStatus tells the employee list's script whether the unlock it
 // is waiting for has run.
 func (s *Server) pageUnlockStatus(w http.ResponseWriter, r *http.Request, pc *pageCtx) error {
-	taskID := r.PathValue("task_id")
-	state, err := s.unlockStatus(pc.company.ID, taskID)
+	res, err := s.unlockStatus(r.Context(), pc.company.ID, r.PathValue("task_id"))
 	if err != nil {
 		writeError(w, toAPIError(err))
 		return nil
 	}
-	writeJSON(w, http.StatusOK, unlockStatusResponse{TaskID: taskID, State: state})
+	writeJSON(w, http.StatusOK, res)
 	return nil
 }
 

@@ -70,7 +70,7 @@ func (s *Server) requireSession(next http.Handler) http.Handler {
 			return
 		}
 		locale = sess.Locale
-		actor, err := s.store.Actor(ctx, sess.AccountID)
+		actor, err := s.store.Actor(ctx, sess.AccountID, s.now())
 		if err != nil && !errors.Is(err, postgres.ErrNotFound) {
 			s.pageError(w, r, locale, err)
 			return
@@ -119,7 +119,7 @@ func (s *Server) pageLogin(w http.ResponseWriter, r *http.Request) {
 		s.renderStatus(w, r, locale, http.StatusForbidden, "err_link")
 		return
 	}
-	actor, err := s.store.Actor(ctx, link.AccountID)
+	actor, err := s.store.Actor(ctx, link.AccountID, s.now())
 	if err != nil && !errors.Is(err, postgres.ErrNotFound) {
 		s.pageError(w, r, locale, err)
 		return

@@ -117,13 +117,19 @@ func (b *testBundle) account(t *testing.T, company, name string, admin bool, kin
 	t.Helper()
 	login := testenv.UniqueID("u")
 	email := login + "@example.com"
+	// An administrator who can act logged in recently; everyone else is
+	// past the inactivity period, for the sweep to lock.
+	lastLogin := start.Add(-200 * 24 * time.Hour)
+	if admin && !retired {
+		lastLogin = start.Add(-24 * time.Hour)
+	}
 	if kind == policy.IDKindEmail {
 		login = email
 	}
 	id, err := b.store.UpsertAccount(b.ctx, postgres.AccountRecord{
 		CompanyID: company, LoginID: login, IDKind: kind, Email: email, Name: name, Department: "部署",
 		CanManageEmployees: admin, Retired: retired, CreatedAt: start.Add(-400 * 24 * time.Hour),
-		LastLoginAt: start.Add(-200 * 24 * time.Hour),
+		LastLoginAt: lastLogin,
 	})
 	if err != nil {
 		t.Fatal(err)

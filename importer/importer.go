@@ -94,6 +94,8 @@ type Options struct {
 	// become a tenant.
 	CreateCompanies bool
 	CompanyLocale   policy.Locale
+	// CompanyContact is the fallback contact of the companies it creates.
+	CompanyContact string
 	// Now is the clock for the audit trail; nil means time.Now.
 	Now func() time.Time
 	// ProgressFunc is called as the import advances; nil for silence.
@@ -169,7 +171,8 @@ func Run(ctx context.Context, store *postgres.Store, r io.Reader, o Options) (Su
 	}
 	report(Progress{Phase: PhaseRead, Done: rows.offset(), Total: max(o.Size, rows.offset())})
 
-	counts, err := im.Prepare(ctx, postgres.ImportCompanies{Create: o.CreateCompanies, Locale: o.CompanyLocale, At: o.Now()})
+	counts, err := im.Prepare(ctx, postgres.ImportCompanies{Create: o.CreateCompanies, Locale: o.CompanyLocale,
+		FallbackContact: o.CompanyContact, At: o.Now()})
 	if err != nil {
 		return s, fmt.Errorf("importer: %w", err)
 	}

@@ -50,6 +50,13 @@ type Account struct {
 	State         LockState
 	Reason        LockReason
 	UnlockedUntil time.Time
+	// LockedAt is the instant a locked account's lock took effect: the
+	// decision time of the login that locked it, the sweep's run, or the
+	// deadline of the unlock that lapsed into it.
+	LockedAt time.Time
+	// LapsedDeadline is, on an account locked again because its same-day
+	// unlock passed, that unlock's deadline; zero for any other lock.
+	LapsedDeadline time.Time
 }
 
 // LastActivity is the instant dormancy counts from.

@@ -2,28 +2,42 @@ package policy
 
 import "time"
 
-// Method is how a login attempt authenticated at the host.
+// Method is how a login attempt authenticated at the host. The method says
+// only whether the login is interactive; it never unlocks anything by
+// itself (see Decide).
 type Method string
 
 const (
-	// MethodPassword is ID and password typed on the login screen: it is an
-	// interactive login and moves the login date.
+	// MethodPassword is ID and password typed on the login screen.
 	MethodPassword Method = "password"
 	// MethodRemembered is the 30-day saved login. It is a login, so a dormant
-	// account is locked by it, but it never moves the login date.
+	// account is locked by it, but it is not interactive: it never moves the
+	// login date and never counts as the login an unlock asked for.
 	MethodRemembered Method = "remembered"
-	// MethodVerificationLink is a password login through a verification link.
-	// The token itself is checked by Redeem; the decision only records it.
+	// MethodVerificationLink is a password login on the form a verification
+	// link led to, reported after Redeem consumed the link. Redeem alone
+	// lifts the lock; this method is decided exactly as a password login,
+	// so a report naming it unlocks nobody.
 	MethodVerificationLink Method = "verification_link"
+	// MethodSSO is a login federated through the host's identity provider
+	// (SAML, OpenID Connect): interactive, as a password login.
+	MethodSSO Method = "sso"
+	// MethodPasskey is a WebAuthn passkey login: interactive.
+	MethodPasskey Method = "passkey"
 )
 
-// Valid reports whether m is a known method.
-func (m Method) Valid() bool {
-	return m == MethodPassword || m == MethodRemembered || m == MethodVerificationLink
-}
+// Methods lists every method, interactive ones first.
+var Methods = []Method{MethodPassword, MethodVerificationLink, MethodSSO, MethodPasskey, MethodRemembered}
 
-// Interactive reports whether a login by m updates the login date.
-func (m Method) Interactive() bool { return m == MethodPassword || m == MethodVerificationLink }
+// Valid reports whether m is a known method.
+func (m Method) Valid() bool { return m.Interactive() || m == MethodRemembered }
+
+// Interactive reports whether a login by m is one the person made just now:
+// it moves the login date and is the login an administrator's unlock asks
+// for. Only the saved login is not.
+func (m Method) Interactive() bool {
+	return m == MethodPassword || m == MethodVerificationLink || m == MethodSSO || m == MethodPasskey
+}
 
 // Outcome is what the host does with the login.
 type Outcome string
@@ -70,20 +84,34 @@ type Decision struct {
 	Alert bool
 }
 
-// Decide decides one login attempt made at now by method m on account a,
-// whose company has policy p. It runs after the host verified the
+// Decide decides one login attempt answered at now by method m on account
+// a, whose company has policy p. It runs after the host verified the
 // credentials, so a stranger never reaches it.
 //
-// Deadlines are enforced here, when read: a passed same-day deadline is
-// refused even if the scheduler has not relocked the row yet.
+// now is the time dormancy answered the login (the host API's clock, or
+// tasks.Client's), never a time the host claims: the worker decides again
+// at that same instant, so the answer the host showed and what is recorded
+// are one decision. Deadlines are enforced here, when read: a passed
+// same-day deadline is refused even if the scheduler has not relocked the
+// row yet.
+//
+// A lock dated after now (a.LockedAt) did not exist when the login was
+// answered: a relock at midnight, or a sweep, that ran while the attempt
+// waited in the queue. The login is decided on the state that lock
+// replaced, so a login made in time counts whatever runs first.
+//
+// Nothing the caller names unlocks an account: a locked account stays
+// locked for every method. An email ID's lock lifts only when its
+// verification link is consumed (Redeem), a platform ID's only through an
+// administrator's unlock.
 func Decide(a Account, p Policy, m Method, now time.Time) Decision {
 	if a.Retired {
 		return Decision{Outcome: OutcomeRetired}
 	}
 	switch a.State {
 	case StateLocked:
-		if m == MethodVerificationLink && a.IDKind == IDKindEmail {
-			return Decision{Outcome: OutcomeAllow, Transition: TransitionActivate, UpdateLoginDate: true}
+		if a.LockedAt.After(now) {
+			return decideBeforeLock(a, p, m, now)
 		}
 		reason := a.Reason
 		if reason == ReasonNone {
@@ -105,6 +133,39 @@ func Decide(a Account, p Policy, m Method, now time.Time) Decision {
 		return refuse(a, ReasonDormant, TransitionLock)
 	}
 	return Decision{Outcome: OutcomeAllow, UpdateLoginDate: m.Interactive()}
+}
+
+// decideBeforeLock decides a login answered before the lock on a was made:
+// on an unlock whose deadline lapsed into that lock (a relock), or else on
+// the active account the lock replaced. An interactive login allowed there
+// lifts the lock, as it would have prevented it; anything else leaves the
+// lock standing.
+func decideBeforeLock(a Account, p Policy, m Method, now time.Time) Decision {
+	before := a
+	before.LockedAt, before.LapsedDeadline, before.Reason = time.Time{}, time.Time{}, ReasonNone
+	if a.LapsedDeadline.IsZero() {
+		before.State = StateActive
+	} else {
+		before.State, before.UnlockedUntil = StateUnlockedUntil, a.LapsedDeadline
+	}
+	d := Decide(before, p, m, now)
+	switch {
+	case d.Outcome == OutcomeAllow && d.UpdateLoginDate:
+		d.Transition = TransitionActivate
+	default:
+		d.Transition = TransitionNone
+	}
+	return d
+}
+
+// CanAct reports whether an administrator can act at now: an active account
+// with the employee-management permission that Decide would let in by an
+// interactive login now (not locked, not past a lapsed unlock, not dormant
+// enough for the next sweep to lock). Only such administrators are listed
+// on a platform ID's lock message and accepted as the actor of an unlock.
+// postgres.administratorCanAct is its SQL twin.
+func CanAct(e Employee, p Policy, now time.Time) bool {
+	return e.CanManageEmployees && Decide(e.Account, p, MethodPassword, now).Outcome == OutcomeAllow
 }
 
 func refuse(a Account, reason LockReason, t Transition) Decision {
@@ -157,6 +218,21 @@ func NextMidnight(t time.Time, loc *time.Location) time.Time {
 		}
 	}
 	return next
+}
+
+// UnlockDeadline is the deadline of an administrator's unlock clicked at
+// requested and carried out at now: the local midnight after the click, as
+// the confirm dialog's 本日中 promised, so an unlock queued at 23:59:50 and
+// run after midnight does not last a whole extra day. A click time after
+// now, or none (a payload from before the field), counts as now, so a clock
+// running ahead cannot widen the window. ok is false when now is at or past
+// the deadline: the unlock came too late to let anyone in.
+func UnlockDeadline(requested, now time.Time, loc *time.Location) (deadline time.Time, ok bool) {
+	if requested.IsZero() || requested.After(now) {
+		requested = now
+	}
+	deadline = NextMidnight(requested, loc)
+	return deadline, now.Before(deadline)
 }
 
 // TokenExpiry is when a verification link issued at now stops working.

@@ -27,7 +27,7 @@ const (
 
 var (
 	allKinds   = []policy.IDKind{policy.IDKindEmail, policy.IDKindPlatform}
-	allMethods = []policy.Method{policy.MethodPassword, policy.MethodRemembered, policy.MethodVerificationLink}
+	allMethods = policy.Methods
 	allStates  = []policy.LockState{policy.StateActive, policy.StateLocked, policy.StateUnlockedUntil}
 )
 
@@ -164,7 +164,10 @@ func TestDecideLocked(t *testing.T) {
 	}{
 		{"email/password", policy.Account{IDKind: policy.IDKindEmail}, policy.MethodPassword, refused(policy.IDKindEmail, policy.TransitionNone)},
 		{"email/remembered", policy.Account{IDKind: policy.IDKindEmail}, policy.MethodRemembered, refused(policy.IDKindEmail, policy.TransitionNone)},
-		{"email/verification_link unlocks", policy.Account{IDKind: policy.IDKindEmail}, policy.MethodVerificationLink, allowActivate},
+		{"email/verification_link unlocks nobody", policy.Account{IDKind: policy.IDKindEmail}, policy.MethodVerificationLink, refused(policy.IDKindEmail, policy.TransitionNone)},
+		{"email/sso", policy.Account{IDKind: policy.IDKindEmail}, policy.MethodSSO, refused(policy.IDKindEmail, policy.TransitionNone)},
+		{"platform/passkey", policy.Account{IDKind: policy.IDKindPlatform}, policy.MethodPasskey, refused(policy.IDKindPlatform, policy.TransitionNone)},
+		{"email/a lock taken at this very instant counts", policy.Account{IDKind: policy.IDKindEmail, LockedAt: now}, policy.MethodPassword, refused(policy.IDKindEmail, policy.TransitionNone)},
 		{"platform/password", policy.Account{IDKind: policy.IDKindPlatform}, policy.MethodPassword, refused(policy.IDKindPlatform, policy.TransitionNone)},
 		{"platform/remembered", policy.Account{IDKind: policy.IDKindPlatform}, policy.MethodRemembered, refused(policy.IDKindPlatform, policy.TransitionNone)},
 		{"platform/verification_link stays refused", policy.Account{IDKind: policy.IDKindPlatform}, policy.MethodVerificationLink, refused(policy.IDKindPlatform, policy.TransitionNone)},
@@ -300,6 +303,9 @@ func TestDecideInvariants(t *testing.T) {
 						for _, exempt := range []bool{false, true} {
 							a := policy.Account{IDKind: k, Exempt: exempt, State: s, CreatedAt: now.AddDate(-1, 0, 0), LastLoginAt: last, UnlockedUntil: until}
 							d := policy.Decide(a, p, m, now)
+							if s == policy.StateLocked && d.Outcome == policy.OutcomeAllow {
+								t.Errorf("kind=%s method=%s: a locked account was let in by the method its login named", k, m)
+							}
 							where := fmt.Sprintf("kind=%s state=%s method=%s last=%v until=%v exempt=%v: %+v", k, s, m, last, until, exempt, d)
 							if got, want := d.Alert, d.Outcome.Locked(); got != want {
 								t.Errorf("%s: Alert = %v, want Outcome.Locked() = %v", where, got, want)
@@ -402,9 +408,11 @@ func TestEnums(t *testing.T) {
 		{policy.MethodPassword, true, true},
 		{policy.MethodRemembered, true, false},
 		{policy.MethodVerificationLink, true, true},
+		{policy.MethodSSO, true, true},
+		{policy.MethodPasskey, true, true},
 		{"", false, false},
 		{"PASSWORD", false, false},
-		{"sso", false, false},
+		{"saml", false, false},
 	} {
 		if got, want := c.m.Valid(), c.valid; got != want {
 			t.Errorf("Method(%q).Valid() = %v, want %v", c.m, got, want)
@@ -516,5 +524,75 @@ func TestAlertDue(t *testing.T) {
 				t.Errorf("AlertDue(last=%v) = %v, want %v", c.last, got, want)
 			}
 		})
+	}
+}
+
+// A login answered before a lock was taken is decided on the state that
+// lock replaced: the relock at midnight, or a sweep, may run while the
+// attempt waits in the queue, and the login still counts.
+func TestDecideBeforeTheLock(t *testing.T) {
+	p := policy.DefaultPolicy()
+	tokyo := p.Location
+	deadline := time.Date(2026, 6, 16, 0, 0, 0, 0, tokyo)
+	inTime := deadline.Add(-10 * time.Second) // 23:59:50
+	relocked := policy.Account{IDKind: policy.IDKindPlatform, State: policy.StateLocked, Reason: policy.ReasonDormant,
+		CreatedAt: deadline.AddDate(-1, 0, 0), LastLoginAt: deadline.AddDate(0, 0, -120), LockedAt: deadline, LapsedDeadline: deadline}
+	sweptAt := time.Date(2026, 6, 15, 3, 0, 0, 0, time.UTC)
+	swept := policy.Account{IDKind: policy.IDKindEmail, State: policy.StateLocked, Reason: policy.ReasonDormant,
+		CreatedAt: sweptAt.AddDate(-1, 0, 0), LastLoginAt: sweptAt.Add(-ninetyDays).Add(-time.Minute), LockedAt: sweptAt}
+	cases := []struct {
+		name string
+		acct policy.Account
+		m    policy.Method
+		at   time.Time
+		want policy.Decision
+	}{
+		{"relocked: password login at 23:59:50 counts", relocked, policy.MethodPassword, inTime, allowActivate},
+		{"relocked: saved login at 23:59:50 is let in, the lock stands", relocked, policy.MethodRemembered, inTime, allowNoDate},
+		{"relocked: login at the deadline is refused", relocked, policy.MethodPassword, deadline, refused(policy.IDKindPlatform, policy.TransitionNone)},
+		{"relocked: login after the deadline is refused", relocked, policy.MethodPassword, deadline.Add(time.Minute), refused(policy.IDKindPlatform, policy.TransitionNone)},
+		{"swept: login before it turned dormant counts", swept, policy.MethodPassword, sweptAt.Add(-2 * time.Minute), allowActivate},
+		{"swept: saved login before it turned dormant, the lock stands", swept, policy.MethodRemembered, sweptAt.Add(-2 * time.Minute), allowNoDate},
+		{"swept: login after it turned dormant but before the sweep is refused", swept, policy.MethodPassword, sweptAt.Add(-30 * time.Second), refused(policy.IDKindEmail, policy.TransitionNone)},
+		{"swept: login after the sweep is refused", swept, policy.MethodPassword, sweptAt.Add(time.Second), refused(policy.IDKindEmail, policy.TransitionNone)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := policy.Decide(c.acct, p, c.m, c.at); got != c.want {
+				t.Errorf("Decide = %+v, want %+v", got, c.want)
+			}
+		})
+	}
+}
+
+func TestCanAct(t *testing.T) {
+	p := policy.DefaultPolicy()
+	now := time.Date(2026, 6, 15, 12, 0, 0, 0, p.Location)
+	admin := func(a policy.Account) policy.Employee {
+		a.IDKind, a.CreatedAt = policy.IDKindPlatform, now.AddDate(-1, 0, 0)
+		if a.State == "" {
+			a.State = policy.StateActive
+		}
+		return policy.Employee{CanManageEmployees: true, Account: a}
+	}
+	cases := []struct {
+		name string
+		e    policy.Employee
+		want bool
+	}{
+		{"active, logged in yesterday", admin(policy.Account{LastLoginAt: now.AddDate(0, 0, -1)}), true},
+		{"no permission", policy.Employee{Account: admin(policy.Account{LastLoginAt: now.AddDate(0, 0, -1)}).Account}, false},
+		{"retired", admin(policy.Account{Retired: true, LastLoginAt: now.AddDate(0, 0, -1)}), false},
+		{"locked", admin(policy.Account{State: policy.StateLocked, Reason: policy.ReasonDormant, LockedAt: now.AddDate(0, 0, -1)}), false},
+		{"dormant, not swept yet", admin(policy.Account{LastLoginAt: now.Add(-ninetyDays)}), false},
+		{"one millisecond short of dormant", admin(policy.Account{LastLoginAt: now.Add(-justUnder90d)}), true},
+		{"exempt and long idle", admin(policy.Account{Exempt: true, LastLoginAt: now.AddDate(-2, 0, 0)}), true},
+		{"unlocked until tonight", admin(policy.Account{State: policy.StateUnlockedUntil, UnlockedUntil: now.Add(time.Hour), LastLoginAt: now.AddDate(0, 0, -120)}), true},
+		{"unlock lapsed", admin(policy.Account{State: policy.StateUnlockedUntil, UnlockedUntil: now, LastLoginAt: now.AddDate(0, 0, -120)}), false},
+	}
+	for _, c := range cases {
+		if got := policy.CanAct(c.e, p, now); got != c.want {
+			t.Errorf("%s: CanAct = %v, want %v", c.name, got, c.want)
+		}
 	}
 }

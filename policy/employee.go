@@ -21,4 +21,7 @@ type Company struct {
 	// PrelockWarningDays lists how many days before the lock an email-ID
 	// owner is warned; empty means no warning.
 	PrelockWarningDays []int
+	// FallbackContact is whom a locked platform-ID user asks when no
+	// administrator can act (policy.CanAct): free text such as a help desk.
+	FallbackContact string
 }

@@ -286,3 +286,28 @@ func FuzzNextMidnight(f *testing.F) {
 		}
 	})
 }
+
+func TestUnlockDeadline(t *testing.T) {
+	tokyo := loadLocation(t, "Asia/Tokyo")
+	click := time.Date(2026, 6, 15, 23, 59, 50, 0, tokyo)
+	midnight := time.Date(2026, 6, 16, 0, 0, 0, 0, tokyo)
+	cases := []struct {
+		name           string
+		requested, now time.Time
+		want           time.Time
+		ok             bool
+	}{
+		{"run at once", click, click, midnight, true},
+		{"run after midnight: too late, not tomorrow's midnight", click, midnight.Add(time.Second), midnight, false},
+		{"run exactly at midnight", click, midnight, midnight, false},
+		{"a click time ahead of the worker counts as the worker's now", midnight.Add(time.Hour), click, midnight, true},
+		{"no click time: the worker's now", time.Time{}, click, midnight, true},
+		{"clicked in the morning, run at noon", click.Add(-15 * time.Hour), click.Add(-12 * time.Hour), midnight, true},
+	}
+	for _, c := range cases {
+		got, ok := policy.UnlockDeadline(c.requested, c.now, tokyo)
+		if !got.Equal(c.want) || ok != c.ok {
+			t.Errorf("%s: UnlockDeadline = %v, %v; want %v, %v", c.name, got, ok, c.want, c.ok)
+		}
+	}
+}

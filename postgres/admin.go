@@ -166,33 +166,33 @@ type Actor struct {
 	Name               string
 	CanManageEmployees bool
 	Retired            bool
+	// CanAct is policy.CanAct at the time the actor was loaded: an
+	// administrator who is locked, lapsed or dormant cannot act.
+	CanAct bool
 }
 
 // Administers reports whether the actor may manage the employees of
-// companyID: an active account of that company with the permission.
+// companyID now: an administrator of that company who can act.
 func (a Actor) Administers(companyID string) bool {
-	return a.AccountID != 0 && a.CompanyID == companyID && a.CanManageEmployees && !a.Retired
+	return a.AccountID != 0 && a.CompanyID == companyID && a.CanAct
 }
 
-// Actor loads the account an API call or a page acts as. Every request
-// reads it afresh, so a permission withdrawn or a person retired counts at
-// once.
-func (s *Store) Actor(ctx context.Context, accountID int64) (Actor, error) {
-	var r struct {
-		ID                 int64
-		CompanyID          string
-		Name               string
-		CanManageEmployees bool
-		Status             string
-	}
-	err := s.db.NewRaw(`SELECT id, company_id, name, can_manage_employees, status FROM accounts WHERE id = ?`, accountID).Scan(ctx, &r)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Actor{}, fmt.Errorf("postgres.Actor(%d): %w", accountID, ErrNotFound)
-	}
+// Actor loads the account an API call or a page acts as, judged at now.
+// Every request reads it afresh, so a permission withdrawn, a person
+// retired or locked counts at once.
+func (s *Store) Actor(ctx context.Context, accountID int64, now time.Time) (Actor, error) {
+	sub, _, err := scanSubject(ctx, s.db.NewRaw(`SELECT `+employeeColumns+`, NULL AS administrators
+		FROM accounts a JOIN companies c ON c.id = a.company_id WHERE a.id = ?`, accountID))
 	if err != nil {
 		return Actor{}, fmt.Errorf("postgres.Actor(%d): %w", accountID, err)
 	}
-	return Actor{AccountID: r.ID, CompanyID: r.CompanyID, Name: r.Name, CanManageEmployees: r.CanManageEmployees, Retired: r.Status == "retired"}, nil
+	return actorOf(sub, now), nil
+}
+
+func actorOf(sub Subject, now time.Time) Actor {
+	e := sub.Employee
+	return Actor{AccountID: e.ID, CompanyID: e.CompanyID, Name: e.Name, CanManageEmployees: e.CanManageEmployees,
+		Retired: e.Retired, CanAct: policy.CanAct(e, sub.Company.Policy, now)}
 }
 
 // CompanyInfo is what the admin pages show of a company.

@@ -234,8 +234,13 @@ func TestAccountProfileAndActor(t *testing.T) {
 		t.Errorf("unknown account: %v, want ErrNotFound", err)
 	}
 
-	admin := b.account(t, acct{name: "管理者", admin: true, platform: true})
-	retiredAdmin := b.account(t, acct{name: "退職管理者", admin: true, retired: true})
+	recent := adminNow.Add(-24 * time.Hour)
+	admin := b.account(t, acct{name: "管理者", admin: true, platform: true, lastLogin: recent})
+	retiredAdmin := b.account(t, acct{name: "退職管理者", admin: true, retired: true, lastLogin: recent})
+	lockedAdmin := b.account(t, acct{name: "ロック管理者", admin: true, lastLogin: recent})
+	b.lock(t, lockedAdmin)
+	// Never logged in since creation 400 days ago: the next sweep locks it, so it cannot act now.
+	dormantAdmin := b.account(t, acct{name: "休眠管理者", admin: true})
 	for _, c := range []struct {
 		id      int64
 		company string
@@ -245,8 +250,10 @@ func TestAccountProfileAndActor(t *testing.T) {
 		{admin, "other", false},
 		{id, b.company, false},
 		{retiredAdmin, b.company, false},
+		{lockedAdmin, b.company, false},
+		{dormantAdmin, b.company, false},
 	} {
-		actor, err := b.store.Actor(b.ctx, c.id)
+		actor, err := b.store.Actor(b.ctx, c.id, adminNow)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -254,7 +261,7 @@ func TestAccountProfileAndActor(t *testing.T) {
 			t.Errorf("Actor(%d).Administers(%q) = %v, want %v", c.id, c.company, got, c.want)
 		}
 	}
-	if _, err := b.store.Actor(b.ctx, 1<<60); !errors.Is(err, postgres.ErrNotFound) {
+	if _, err := b.store.Actor(b.ctx, 1<<60, adminNow); !errors.Is(err, postgres.ErrNotFound) {
 		t.Errorf("unknown actor: %v", err)
 	}
 	if (postgres.Actor{}).Administers("") {

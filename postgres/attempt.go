@@ -13,18 +13,22 @@ import (
 
 // Attempt is one login attempt as recorded.
 type Attempt struct {
-	Key         string
-	CompanyID   string
-	LoginID     string
-	AccountID   int64
-	Method      policy.Method
-	Outcome     policy.Outcome
-	IP          netip.Addr
-	UserAgent   string
-	Device      policy.DeviceKind
+	Key       string
+	CompanyID string
+	LoginID   string
+	AccountID int64
+	Method    policy.Method
+	Outcome   policy.Outcome
+	IP        netip.Addr
+	UserAgent string
+	Device    policy.DeviceKind
+	// AttemptedAt is the host's time of the attempt, kept for the record.
 	AttemptedAt time.Time
-	RequestID   string
-	RecordedAt  time.Time
+	// DecidedAt is when dormancy answered the login: the decision and the
+	// login date go by it, never by AttemptedAt.
+	DecidedAt  time.Time
+	RequestID  string
+	RecordedAt time.Time
 }
 
 // InsertAttempt records a; it returns the new row's id and true, or, when
@@ -37,12 +41,12 @@ func (t *Tx) InsertAttempt(ctx context.Context, a Attempt) (int64, bool, error) 
 	}
 	var id int64
 	err := t.tx.NewRaw(`INSERT INTO login_attempts
-		(attempt_key, company_id, account_id, method, outcome, ip, user_agent, device_kind, attempted_at, request_id, recorded_at)
-		VALUES (?, ?, ?, ?, ?, ?::inet, ?, ?, ?, ?, ?)
+		(attempt_key, company_id, account_id, method, outcome, ip, user_agent, device_kind, attempted_at, decided_at, request_id, recorded_at)
+		VALUES (?, ?, ?, ?, ?, ?::inet, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (attempt_key) DO NOTHING
 		RETURNING id`,
 		a.Key, a.CompanyID, a.AccountID, string(a.Method), string(a.Outcome), ip, a.UserAgent,
-		string(a.Device), a.AttemptedAt, a.RequestID, a.RecordedAt).Scan(ctx, &id)
+		string(a.Device), a.AttemptedAt, a.DecidedAt, a.RequestID, a.RecordedAt).Scan(ctx, &id)
 	if err == nil {
 		return id, true, nil
 	}

@@ -93,6 +93,7 @@ type companySettings struct {
 	ResendIntervalSeconds  int
 	Locale                 string
 	PrelockWarningDays     []int64 `bun:",array"`
+	FallbackContact        string
 	HostVersion            int64
 }
 
@@ -116,6 +117,7 @@ func settingsOf(c policy.Company, t *tuning) companySettings {
 		ResendIntervalSeconds:  int(policy.DefaultResendInterval / time.Second),
 		Locale:                 string(c.Policy.Locale),
 		PrelockWarningDays:     days,
+		FallbackContact:        c.FallbackContact,
 	}
 	if t != nil {
 		s.AlertWindowSeconds = int(t.alertWindow / time.Second)
@@ -138,6 +140,7 @@ func changedSettings(cur, want companySettings, t *tuning) []string {
 	add("verification_ttl_seconds", cur.VerificationTTLSeconds != want.VerificationTTLSeconds)
 	add("locale", cur.Locale != want.Locale)
 	add("prelock_warning_days", !slices.Equal(cur.PrelockWarningDays, want.PrelockWarningDays))
+	add("fallback_contact", cur.FallbackContact != want.FallbackContact)
 	if t != nil {
 		add("alert_window_seconds", cur.AlertWindowSeconds != want.AlertWindowSeconds)
 		add("resend_interval_seconds", cur.ResendIntervalSeconds != want.ResendIntervalSeconds)
@@ -172,18 +175,18 @@ func syncCompany(ctx context.Context, db bun.IDB, c policy.Company, version int6
 	for range 3 {
 		var cur companySettings
 		err := db.NewRaw(`SELECT name, time_zone, inactivity_days, verification_ttl_seconds, alert_window_seconds,
-				resend_interval_seconds, locale, prelock_warning_days, host_version
+				resend_interval_seconds, locale, prelock_warning_days, fallback_contact, host_version
 			FROM companies WHERE id = ? FOR UPDATE`, c.ID).Scan(ctx, &cur)
 		if errors.Is(err, sql.ErrNoRows) {
 			var id string
 			err = db.NewRaw(`INSERT INTO companies (id, name, time_zone, inactivity_days, verification_ttl_seconds,
-					alert_window_seconds, resend_interval_seconds, locale, prelock_warning_days, host_version,
-					created_at, updated_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+					alert_window_seconds, resend_interval_seconds, locale, prelock_warning_days, fallback_contact,
+					host_version, created_at, updated_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 				ON CONFLICT (id) DO NOTHING RETURNING id`,
 				c.ID, want.Name, want.TimeZone, want.InactivityDays, want.VerificationTTLSeconds,
 				want.AlertWindowSeconds, want.ResendIntervalSeconds, want.Locale, pgdialect.Array(want.PrelockWarningDays),
-				version, o.at, o.at).Scan(ctx, &id)
+				want.FallbackContact, version, o.at, o.at).Scan(ctx, &id)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue
 			}
@@ -213,11 +216,11 @@ func syncCompany(ctx context.Context, db bun.IDB, c policy.Company, version int6
 		// that an event older than it is refused later.
 		_, err = db.NewRaw(`UPDATE companies SET name = ?, time_zone = ?, inactivity_days = ?,
 				verification_ttl_seconds = ?, alert_window_seconds = ?, resend_interval_seconds = ?, locale = ?,
-				prelock_warning_days = ?, host_version = greatest(host_version, ?),
+				prelock_warning_days = ?, fallback_contact = ?, host_version = greatest(host_version, ?),
 				updated_at = CASE WHEN ? THEN ?::timestamptz ELSE updated_at END
 			WHERE id = ?`,
 			want.Name, want.TimeZone, want.InactivityDays, want.VerificationTTLSeconds, want.AlertWindowSeconds,
-			want.ResendIntervalSeconds, want.Locale, pgdialect.Array(want.PrelockWarningDays), version,
+			want.ResendIntervalSeconds, want.Locale, pgdialect.Array(want.PrelockWarningDays), want.FallbackContact, version,
 			len(changed) > 0, o.at, c.ID).Exec(ctx)
 		if err != nil {
 			return "", err
@@ -605,6 +608,7 @@ type CompanyRecord struct {
 	ResendInterval     time.Duration
 	Locale             policy.Locale
 	PrelockWarningDays []int
+	FallbackContact    string
 }
 
 // UpsertCompany writes a company whatever the stored version, without an
@@ -634,7 +638,7 @@ func (s *Store) UpsertCompany(ctx context.Context, c CompanyRecord) error {
 	if c.Locale == "" {
 		c.Locale = def.Locale
 	}
-	pc := policy.Company{ID: c.ID, Name: c.Name, PrelockWarningDays: c.PrelockWarningDays, Policy: policy.Policy{
+	pc := policy.Company{ID: c.ID, Name: c.Name, PrelockWarningDays: c.PrelockWarningDays, FallbackContact: c.FallbackContact, Policy: policy.Policy{
 		Location: loc, InactivityPeriod: time.Duration(c.InactivityDays) * 24 * time.Hour,
 		VerificationTTL: c.VerificationTTL, Locale: c.Locale,
 	}}
@@ -853,7 +857,10 @@ type ImportCompanies struct {
 	// event each); otherwise their rows are refused.
 	Create bool
 	Locale policy.Locale
-	At     time.Time
+	// FallbackContact is the created companies' fallback contact
+	// (tasks.Company.FallbackContact).
+	FallbackContact string
+	At              time.Time
 }
 
 // Prepare ends the COPY and refuses, in the staging table, rows whose
@@ -868,13 +875,13 @@ func (im *Import) Prepare(ctx context.Context, c ImportCompanies) (ImportCounts,
 	}
 	if c.Create {
 		_, err := im.conn.NewRaw(`WITH new AS (
-				INSERT INTO companies (id, locale, created_at, updated_at)
-				SELECT DISTINCT company_id, ?, ?::timestamptz, ?::timestamptz FROM import_rows WHERE reject_field IS NULL
+				INSERT INTO companies (id, locale, fallback_contact, created_at, updated_at)
+				SELECT DISTINCT company_id, ?, ?, ?::timestamptz, ?::timestamptz FROM import_rows WHERE reject_field IS NULL
 				ORDER BY company_id
 				ON CONFLICT (id) DO NOTHING RETURNING id)
 			INSERT INTO audit_events (company_id, kind, detail, occurred_at)
 			SELECT id, ?, jsonb_build_object('version', 0, 'via', 'import'), ? FROM new`,
-			string(c.Locale), c.At, c.At, string(EventCompanyCreated), c.At).Exec(ctx)
+			string(c.Locale), c.FallbackContact, c.At, c.At, string(EventCompanyCreated), c.At).Exec(ctx)
 		if err != nil {
 			return ImportCounts{}, fmt.Errorf("postgres.Import.Prepare: create companies: %w", err)
 		}

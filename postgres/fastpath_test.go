@@ -22,6 +22,9 @@ func TestRecordAllowedLoginsAgreesWithPolicy(t *testing.T) {
 	}
 	at := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 	period := policy.DefaultInactivityPeriod
+	// The host's time of the attempt, two days earlier: it dates the record
+	// and must not move the threshold, which goes by the decision's time.
+	backdated := at.Add(-48 * time.Hour)
 	cases := []struct {
 		name    string
 		last    time.Time
@@ -49,10 +52,10 @@ func TestRecordAllowedLoginsAgreesWithPolicy(t *testing.T) {
 		d := policy.Decide(acct, policy.DefaultPolicy(), policy.MethodPassword, at)
 		want[c.name] = d.Outcome == policy.OutcomeAllow && d.Transition == policy.TransitionNone
 		batch = append(batch, postgres.Attempt{Key: testenv.UniqueID("k"), CompanyID: company, LoginID: login,
-			Method: policy.MethodPassword, Device: policy.DevicePC, AttemptedAt: at, RecordedAt: at})
+			Method: policy.MethodPassword, Device: policy.DevicePC, AttemptedAt: backdated, DecidedAt: at, RecordedAt: at})
 	}
 	// One attempt names nobody: it is left to the full decision.
-	batch = append(batch, postgres.Attempt{Key: testenv.UniqueID("k"), CompanyID: company, LoginID: "nobody", Method: policy.MethodPassword, AttemptedAt: at, RecordedAt: at})
+	batch = append(batch, postgres.Attempt{Key: testenv.UniqueID("k"), CompanyID: company, LoginID: "nobody", Method: policy.MethodPassword, AttemptedAt: at, DecidedAt: at, RecordedAt: at})
 	got, err := store.RecordAllowedLogins(ctx, batch)
 	if err != nil {
 		t.Fatal(err)

@@ -41,7 +41,7 @@ func (s *Store) RelockBatch(ctx context.Context, now time.Time, limit int) (int,
 			FOR UPDATE SKIP LOCKED
 		), upd AS (
 			UPDATE accounts a SET lock_state = 'locked', lock_reason = 'dormant', locked_at = due.unlocked_until,
-				unlocked_until = NULL, updated_at = now()
+				lapsed_unlock_until = due.unlocked_until, unlocked_until = NULL, updated_at = now()
 			FROM due WHERE a.id = due.id
 			RETURNING a.id, a.company_id, due.unlocked_until
 		), ev AS (

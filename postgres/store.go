@@ -78,7 +78,9 @@ func Retryable(err error) bool {
 	if err == nil {
 		return false
 	}
-	if errors.Is(err, ErrNotFound) {
+	// Refusals of the input: the same task fails the same way every time.
+	var fe *policy.FieldError
+	if errors.Is(err, ErrNotFound) || errors.Is(err, policy.ErrForbidden) || errors.As(err, &fe) {
 		return false
 	}
 	var pgErr pgdriver.Error

@@ -99,7 +99,7 @@ func (s *Store) Redeem(ctx context.Context, r policy.Redemption) (accountID, not
 			RETURNING tok.account_id
 		), acct AS (
 			UPDATE accounts a SET lock_state = 'active', lock_reason = NULL, locked_at = NULL,
-				unlocked_until = NULL, last_login_at = greatest(a.last_login_at, ?), updated_at = now()
+				unlocked_until = NULL, lapsed_unlock_until = NULL, last_login_at = greatest(a.last_login_at, ?), updated_at = now()
 			FROM used WHERE a.id = used.account_id
 			RETURNING a.id
 		), ev AS (

@@ -19,6 +19,11 @@ import (
 // carries the administrator as actor_account_id.
 const EventUnlocked EventKind = "unlocked"
 
+// EventUnlockExpired is an administrator's unlock that was carried out at
+// or after the deadline its request set (a task that waited past the
+// request's local midnight): nothing was unlocked.
+const EventUnlockExpired EventKind = "unlock_expired"
+
 // Unlock is an administrator's request to unlock locked platform-ID
 // accounts of a company: the accounts named, or all of them.
 type Unlock struct {
@@ -26,8 +31,16 @@ type Unlock struct {
 	ActorID    int64
 	AccountIDs []int64
 	All        bool
-	At         time.Time
-	RequestID  string
+	// RequestedAt is when the administrator asked; its local midnight is
+	// the deadline (policy.UnlockDeadline). Zero means At.
+	RequestedAt time.Time
+	// At is when the unlock is carried out: the clock the actor is judged
+	// by and the deadline is held to.
+	At        time.Time
+	RequestID string
+	// TaskID is the account:unlock task's, recorded in the audit events so
+	// the outcome can be read back after asynq has forgotten the task.
+	TaskID string
 }
 
 // UnlockResult says what an unlock did.
@@ -42,6 +55,9 @@ type UnlockResult struct {
 	// deadline, including those an earlier delivery wrote but may not have
 	// queued: the caller hands them to the queue.
 	NoticeMailIDs []int64
+	// Expired is set when the unlock ran at or after its deadline and
+	// changed nothing but its unlock_expired event.
+	Expired bool
 }
 
 // AdminUnlockedKey is the idempotency key of the notice to the owner of
@@ -103,42 +119,48 @@ func (s *Store) Unlock(ctx context.Context, u Unlock) (UnlockResult, error) {
 	var res UnlockResult
 	err := s.WithTx(ctx, func(t *Tx) error {
 		res = UnlockResult{}
-		var c struct {
-			TimeZone string
-			IsAdmin  bool
-		}
-		// The actor's row is share-locked: a retirement of the actor in the
-		// same instant either commits first, and the unlock is refused, or
-		// waits for the unlock to commit.
-		err := t.tx.NewRaw(`SELECT c.time_zone, EXISTS (
-				SELECT 1 FROM accounts ad WHERE ad.id = ? AND ad.company_id = c.id
-				  AND ad.status = 'active' AND ad.can_manage_employees FOR SHARE) AS is_admin
-			FROM companies c WHERE c.id = ?`, u.ActorID, u.CompanyID).Scan(ctx, &c.TimeZone, &c.IsAdmin)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("company: %w", ErrNotFound)
-		}
-		if err != nil {
+		// The actor's row is share-locked: a retirement or lock of the actor
+		// in the same instant either commits first, and the unlock is
+		// refused, or waits for the unlock to commit.
+		actor, _, err := scanSubject(ctx, t.tx.NewRaw(`SELECT `+employeeColumns+`, NULL AS administrators
+			FROM accounts a JOIN companies c ON c.id = a.company_id
+			WHERE a.id = ? AND a.company_id = ? FOR SHARE OF a`, u.ActorID, u.CompanyID))
+		if errors.Is(err, ErrNotFound) {
+			var exists bool
+			if err := t.tx.NewRaw(`SELECT EXISTS (SELECT 1 FROM companies WHERE id = ?)`, u.CompanyID).Scan(ctx, &exists); err != nil {
+				return err
+			}
+			if !exists {
+				return fmt.Errorf("company: %w", ErrNotFound)
+			}
+		} else if err != nil {
 			return err
 		}
-		if !c.IsAdmin {
-			return fmt.Errorf("actor %d is not an active administrator of the company: %w", u.ActorID, policy.ErrForbidden)
+		if !actorOf(actor, u.At).Administers(u.CompanyID) {
+			return fmt.Errorf("actor %d is not an active administrator of the company (one who can act now): %w", u.ActorID, policy.ErrForbidden)
 		}
 		if !u.All {
 			var n int
-			err := t.tx.NewRaw(`SELECT count(*) FROM accounts WHERE company_id = ? AND id = ANY(?)`,
-				u.CompanyID, pgdialect.Array(ids)).Scan(ctx, &n)
+			emailIDs := []int64{}
+			err := t.tx.NewRaw(`SELECT count(*), coalesce(array_agg(id ORDER BY id) FILTER (WHERE id_kind = 'email'), '{}')
+				FROM accounts WHERE company_id = ? AND id = ANY(?)`,
+				u.CompanyID, pgdialect.Array(ids)).Scan(ctx, &n, pgdialect.Array(&emailIDs))
 			if err != nil {
 				return err
 			}
 			if n != len(ids) {
 				return fmt.Errorf("%d of %d accounts are not of the company: %w", len(ids)-n, len(ids), ErrNotFound)
 			}
+			if len(emailIDs) > 0 {
+				return &policy.FieldError{Field: "account_ids", Reason: EmailIDsRefused(emailIDs)}
+			}
 		}
-		loc, err := time.LoadLocation(c.TimeZone)
-		if err != nil {
-			return fmt.Errorf("time zone %q: %w", c.TimeZone, err)
+		var ok bool
+		res.Deadline, ok = policy.UnlockDeadline(u.RequestedAt, u.At, actor.Company.Policy.Location)
+		if !ok {
+			res.Expired = true
+			return t.recordExpiredUnlock(ctx, u, res.Deadline)
 		}
-		res.Deadline = policy.NextMidnight(u.At, loc)
 		// The notices' keys are AdminUnlockedKey, built in SQL per account.
 		keyPrefix := string(MailAdminUnlocked) + ":"
 		keySuffix := fmt.Sprintf(":%d", res.Deadline.UnixMicro())
@@ -152,12 +174,13 @@ func (s *Store) Unlock(ctx context.Context, u Unlock) (UnlockResult, error) {
 				ORDER BY a.id
 				FOR UPDATE
 			), upd AS (
-				UPDATE accounts a SET lock_state = 'unlocked_until', lock_reason = NULL, unlocked_until = ?, updated_at = now()
+				UPDATE accounts a SET lock_state = 'unlocked_until', lock_reason = NULL, locked_at = NULL,
+					lapsed_unlock_until = NULL, unlocked_until = ?, updated_at = now()
 				FROM target WHERE a.id = target.id
 				RETURNING a.id, a.company_id, a.email
 			), ev AS (
 				INSERT INTO audit_events (company_id, account_id, actor_account_id, kind, detail, request_id, occurred_at)
-				SELECT upd.company_id, upd.id, ?, ?, json_build_object('unlocked_until', ?::timestamptz, 'all', ?::boolean), ?, ?
+				SELECT upd.company_id, upd.id, ?, ?, json_build_object('unlocked_until', ?::timestamptz, 'all', ?::boolean, 'task_id', ?::text), ?, ?
 				FROM upd
 			), notice AS (
 				INSERT INTO mails (kind, company_id, account_id, to_address, locale, idempotency_key, created_at)
@@ -169,7 +192,7 @@ func (s *Store) Unlock(ctx context.Context, u Unlock) (UnlockResult, error) {
 			SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM upd`,
 			u.CompanyID, u.All, pgdialect.Array(ids), u.At,
 			res.Deadline,
-			u.ActorID, string(EventUnlocked), res.Deadline, u.All, u.RequestID, u.At,
+			u.ActorID, string(EventUnlocked), res.Deadline, u.All, u.TaskID, u.RequestID, u.At,
 			string(MailAdminUnlocked), keyPrefix, keySuffix, u.At,
 		).Scan(ctx, pgdialect.Array(&res.Unlocked))
 		if err != nil {
@@ -188,4 +211,73 @@ func (s *Store) Unlock(ctx context.Context, u Unlock) (UnlockResult, error) {
 		return UnlockResult{}, fmt.Errorf("%s: %w", op, err)
 	}
 	return res, nil
+}
+
+// recordExpiredUnlock writes the unlock_expired event of an unlock that
+// came too late, once per task however often it is delivered.
+func (t *Tx) recordExpiredUnlock(ctx context.Context, u Unlock, deadline time.Time) error {
+	_, err := t.tx.NewRaw(`INSERT INTO audit_events (company_id, actor_account_id, kind, detail, request_id, occurred_at)
+		SELECT ?, ?, ?, json_build_object('task_id', ?::text, 'requested_at', ?::timestamptz, 'unlocked_until', ?::timestamptz,
+			'account_ids', ?::bigint[], 'all', ?::boolean), ?, ?
+		WHERE NOT EXISTS (SELECT 1 FROM audit_events WHERE company_id = ? AND kind = ? AND detail->>'task_id' = ?)`,
+		u.CompanyID, u.ActorID, string(EventUnlockExpired), u.TaskID, u.RequestedAt, deadline, pgdialect.Array(u.AccountIDs), u.All,
+		u.RequestID, u.At, u.CompanyID, string(EventUnlockExpired), u.TaskID).Exec(ctx)
+	return err
+}
+
+// UnlockOutcome is what an unlock task did, read back from the audit
+// trail: it outlives asynq's memory of the task.
+type UnlockOutcome struct {
+	// Unlocked counts the accounts the task unlocked.
+	Unlocked int
+	// Expired is set when the task ran after its deadline.
+	Expired bool
+	// Deadline is the unlock's deadline, when either is known.
+	Deadline time.Time
+}
+
+// Known reports whether the audit trail holds anything of the task.
+func (o UnlockOutcome) Known() bool { return o.Unlocked > 0 || o.Expired }
+
+// UnlockOutcome reads what the unlock task taskID did in companyID.
+func (s *Store) UnlockOutcome(ctx context.Context, companyID, taskID string) (UnlockOutcome, error) {
+	var o UnlockOutcome
+	var deadline sql.NullTime
+	err := s.db.NewRaw(`SELECT count(*) FILTER (WHERE kind = ?), count(*) FILTER (WHERE kind = ?) > 0,
+			max((detail->>'unlocked_until')::timestamptz)
+		FROM audit_events WHERE company_id = ? AND kind IN (?, ?) AND detail->>'task_id' = ?`,
+		string(EventUnlocked), string(EventUnlockExpired), companyID, string(EventUnlocked), string(EventUnlockExpired), taskID,
+	).Scan(ctx, &o.Unlocked, &o.Expired, &deadline)
+	if err != nil {
+		return UnlockOutcome{}, fmt.Errorf("postgres.UnlockOutcome(%q, %q): %w", companyID, taskID, err)
+	}
+	o.Deadline = deadline.Time
+	return o, nil
+}
+
+// EmailIDsRefused says why an administrator's unlock naming email IDs is
+// refused: the API's answer and the worker's task_rejected reason.
+func EmailIDsRefused(ids []int64) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.FormatInt(id, 10)
+	}
+	return "accounts " + strings.Join(s, ", ") + " have email IDs: they unlock themselves through the verification email, not through an administrator"
+}
+
+// EmailIDsAmong returns, in id order, those of ids that are email-ID
+// accounts of the company: they unlock themselves through the
+// verification email, so an administrator's unlock naming them is refused
+// before it is queued.
+func (s *Store) EmailIDsAmong(ctx context.Context, companyID string, ids []int64) ([]int64, error) {
+	out := []int64{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	err := s.db.NewRaw(`SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM accounts
+		WHERE company_id = ? AND id = ANY(?) AND id_kind = 'email'`, companyID, pgdialect.Array(ids)).Scan(ctx, pgdialect.Array(&out))
+	if err != nil {
+		return nil, fmt.Errorf("postgres.EmailIDsAmong(%q): %w", companyID, err)
+	}
+	return out, nil
 }

@@ -37,9 +37,13 @@ func TestUnlockReturnsTheNoticesToQueue(t *testing.T) {
 	}
 	now := time.Date(2026, 11, 26, 0, 30, 0, 0, time.UTC) // 09:30 in Tokyo
 	add := func(admin bool, email string) int64 {
+		last := now.AddDate(0, 0, -100)
+		if admin {
+			last = now.AddDate(0, 0, -1) // an administrator who can act
+		}
 		id, err := s.UpsertAccount(ctx, postgres.AccountRecord{
 			CompanyID: co, LoginID: testenv.UniqueID("u"), IDKind: policy.IDKindPlatform, Email: email, Name: "n",
-			CanManageEmployees: admin, CreatedAt: now.AddDate(-1, 0, 0), LastLoginAt: now.AddDate(0, 0, -100),
+			CanManageEmployees: admin, CreatedAt: now.AddDate(-1, 0, 0), LastLoginAt: last,
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -15,7 +15,10 @@ import (
 // Postgres store (postgres.Store) implements it; the interface lives here so
 // this package never imports the database layer.
 type Store interface {
-	CheckAccount(ctx context.Context, companyID, loginID string) (policy.Employee, policy.Company, []policy.Administrator, error)
+	// CheckAccount returns an account, its company and, for a platform ID,
+	// the company's administrators (active, with the permission) whom
+	// policy.CanAct then narrows to those who can act.
+	CheckAccount(ctx context.Context, companyID, loginID string) (policy.Employee, policy.Company, []policy.Employee, error)
 	Redeem(ctx context.Context, r policy.Redemption) (accountID, noticeMailID int64, err error)
 
 	// Directory sync (see directory.go). Each returns one of the Outcome
@@ -50,8 +53,16 @@ func NewClient(queue Enqueuer, store Store, now func() time.Time) *Client {
 type CheckResult struct {
 	AccountID int64
 	Decision  policy.Decision
-	// Administrators to contact, for a platform ID refused by a lock.
+	// DecidedAt is the instant the decision was made at. The attempt is
+	// reported with it (LoginAttempt.DecidedAt), so the worker records
+	// this same decision however long the task waits.
+	DecidedAt time.Time
+	// Administrators to contact, for a platform ID refused by a lock:
+	// those who can act now (policy.CanAct).
 	Administrators []policy.Administrator
+	// Contact is whom to ask when no administrator can act: the company's
+	// fallback contact. Empty otherwise.
+	Contact string
 	// Message is the manual's sentence for a locked account, in the
 	// company's locale; empty when the login is allowed.
 	Message string
@@ -64,32 +75,80 @@ var LockMessages = map[policy.Locale]string{
 }
 
 // Check decides a login that passed the host's password check, in one round
-// trip to Postgres, without changing anything: the host shows the result and
-// then reports the attempt with ReportLoginAttempt, which makes the change.
-// An unknown account is policy.ErrNotFound.
+// trip to Postgres, without changing anything, at this client's clock: the
+// host shows the result and then reports the attempt with
+// ReportLoginAttempt, carrying the result's DecidedAt, or does both with
+// Login. The method says only whether the login is interactive; it unlocks
+// nothing (policy.Decide). An unknown account is policy.ErrNotFound.
 func (c *Client) Check(ctx context.Context, companyID, loginID string, m policy.Method) (CheckResult, error) {
+	if !m.Valid() {
+		return CheckResult{}, fmt.Errorf("tasks.Client.Check: %w", &FieldError{Field: "method", Reason: fmt.Sprintf("unknown method %q (want %s)", m, methodList)})
+	}
 	e, co, admins, err := c.store.CheckAccount(ctx, companyID, loginID)
 	if err != nil {
 		return CheckResult{}, fmt.Errorf("tasks.Client.Check: %w", err)
 	}
-	d := policy.Decide(e.Account, co.Policy, m, c.now())
-	r := CheckResult{AccountID: e.ID, Decision: d}
+	now := c.now()
+	d := policy.Decide(e.Account, co.Policy, m, now)
+	r := CheckResult{AccountID: e.ID, Decision: d, DecidedAt: now}
 	if d.Outcome.Locked() {
 		r.Message = LockMessages[co.Policy.Locale]
 		if d.Outcome == policy.OutcomeAskAdministrator {
-			r.Administrators = admins
+			r.Administrators = ableAdministrators(admins, co.Policy, now)
+			if len(r.Administrators) == 0 {
+				r.Contact = co.FallbackContact
+			}
 		}
 	}
 	return r, nil
 }
 
-// ReportLoginAttempt enqueues the attempt for the worker. A duplicate of an
-// attempt already enqueued (same AttemptKey) is not an error.
-func (c *Client) ReportLoginAttempt(ctx context.Context, p LoginAttempt) error {
-	if p.At.IsZero() {
-		p.At = c.now()
+// ableAdministrators keeps the administrators who can act at now.
+func ableAdministrators(admins []policy.Employee, p policy.Policy, now time.Time) []policy.Administrator {
+	var out []policy.Administrator
+	for _, a := range admins {
+		if policy.CanAct(a, p, now) {
+			out = append(out, policy.Administrator{AccountID: a.ID, Department: a.Department, Name: a.Name})
+		}
 	}
-	if err := p.CheckTime(c.now()); err != nil {
+	return out
+}
+
+// Login is Check and ReportLoginAttempt in one call, as a login page uses
+// them: the attempt is reported with the instant of the answer, so the
+// worker records the decision the host shows. p.DecidedAt must be empty.
+func (c *Client) Login(ctx context.Context, p LoginAttempt) (CheckResult, error) {
+	if !p.DecidedAt.IsZero() {
+		return CheckResult{}, fmt.Errorf("tasks.Client.Login: %w", ErrDecidedAtSet)
+	}
+	res, err := c.Check(ctx, p.CompanyID, p.LoginID, p.Method)
+	if err != nil {
+		return CheckResult{}, err
+	}
+	p.DecidedAt = res.DecidedAt
+	if err := c.ReportLoginAttempt(ctx, p); err != nil {
+		return CheckResult{}, err
+	}
+	return res, nil
+}
+
+// ErrDecidedAtSet refuses a caller's decision time where dormancy stamps
+// its own (Login, the HTTP API).
+var ErrDecidedAtSet = &FieldError{Field: "decided_at", Reason: "set by dormancy when it answers the login; leave it out"}
+
+// ReportLoginAttempt enqueues the attempt for the worker. A duplicate of an
+// attempt already enqueued (same AttemptKey) is not an error. p.DecidedAt
+// is the CheckResult's; left empty, the attempt is decided at this
+// client's clock now, which may differ from what an earlier Check showed.
+func (c *Client) ReportLoginAttempt(ctx context.Context, p LoginAttempt) error {
+	now := c.now()
+	if p.At.IsZero() {
+		p.At = now
+	}
+	if p.DecidedAt.IsZero() {
+		p.DecidedAt = now
+	}
+	if err := p.CheckTime(now); err != nil {
 		return fmt.Errorf("tasks.Client.ReportLoginAttempt: %w", err)
 	}
 	t, err := NewLoginAttemptTask(p)

@@ -49,6 +49,7 @@ const (
 	MaxVerificationTTLSeconds = 7 * 24 * 60 * 60
 	MaxPrelockWarningDay      = 365
 	MaxPrelockWarnings        = 10
+	MaxFallbackContact        = 500
 )
 
 // Company is a tenant as the host describes it. A setting left at its zero
@@ -56,6 +57,7 @@ const (
 // warnings); an upsert replaces every setting, so a setting left out is
 // reset to its default.
 type Company struct {
+	Contract
 	CompanyID string `json:"company_id"`
 	Version   int64  `json:"version"`
 	Name      string `json:"name"`
@@ -69,6 +71,10 @@ type Company struct {
 	// PrelockWarningDays: days before the lock on which an email-ID owner
 	// is warned, each 1 to 365 and shorter than the inactivity period.
 	PrelockWarningDays []int `json:"prelock_warning_days,omitempty"`
+	// FallbackContact is whom a locked platform-ID user asks when no
+	// administrator of the company can act (a help desk, a phone number);
+	// the lock message shows it. Free text, at most 500 bytes.
+	FallbackContact string `json:"fallback_contact,omitempty"`
 
 	// explicitZero lists settings a JSON document set to 0 or "" rather
 	// than leaving out. Go callers cannot tell the two apart and get the
@@ -130,6 +136,9 @@ func (c *Company) PolicyCompany() (policy.Company, error) {
 	if err := checkText("name", c.Name, false, 200); err != nil {
 		return policy.Company{}, err
 	}
+	if err := CheckFallbackContact(c.FallbackContact); err != nil {
+		return policy.Company{}, err
+	}
 	zeroGiven := func(field string) bool { return slices.Contains(c.explicitZero, field) }
 
 	tz := c.TimeZone
@@ -188,7 +197,14 @@ func (c *Company) PolicyCompany() (policy.Company, error) {
 			Locale:           locale,
 		},
 		PrelockWarningDays: warn,
+		FallbackContact:    c.FallbackContact,
 	}, nil
+}
+
+// CheckFallbackContact validates a company's fallback contact wherever it
+// comes from: the company upsert or the import's -fallback-contact.
+func CheckFallbackContact(s string) error {
+	return checkText("fallback_contact", s, false, MaxFallbackContact)
 }
 
 // loadZone accepts IANA zone names only: "Local" would mean whatever zone
@@ -236,6 +252,7 @@ func checkPrelockDays(days []int, inactivityDays int) ([]int, error) {
 // (a rehire); the login date only ever moves forward, since dormancy
 // records logins of its own.
 type Account struct {
+	Contract
 	CompanyID string `json:"company_id"`
 	LoginID   string `json:"login_id"`
 	Version   int64  `json:"version"`
@@ -329,6 +346,7 @@ func (a *Account) Employee() policy.Employee {
 // unlocked or alerted on again, its links stop working, and it is removed
 // from the login notification recipients.
 type Retirement struct {
+	Contract
 	CompanyID string `json:"company_id"`
 	LoginID   string `json:"login_id"`
 	Version   int64  `json:"version"`
@@ -383,7 +401,7 @@ func isAddress(s string) bool {
 // ID: versions in the database make a repeated event harmless, and an ID
 // derived from the event would keep a corrected resend out of the queue
 // for as long as asynq remembers the first (archived ones for months).
-func directoryTask(typ string, p any) (*asynq.Task, error) {
+func directoryTask(typ string, p stamper) (*asynq.Task, error) {
 	return marshal(typ, p,
 		asynq.Queue(QueueCritical),
 		asynq.MaxRetry(10),
@@ -397,7 +415,7 @@ func NewUpsertCompanyTask(c Company) (*asynq.Task, error) {
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("tasks.NewUpsertCompanyTask: %w", err)
 	}
-	return directoryTask(TypeUpsertCompany, c)
+	return directoryTask(TypeUpsertCompany, &c)
 }
 
 // DecodeUpsertCompany parses and validates a directory:upsert-company
@@ -415,7 +433,7 @@ func NewUpsertAccountTask(a Account) (*asynq.Task, error) {
 	if err := a.Validate(); err != nil {
 		return nil, fmt.Errorf("tasks.NewUpsertAccountTask: %w", err)
 	}
-	return directoryTask(TypeUpsertAccount, a)
+	return directoryTask(TypeUpsertAccount, &a)
 }
 
 // DecodeUpsertAccount parses and validates a directory:upsert-account
@@ -433,7 +451,7 @@ func NewRetireAccountTask(r Retirement) (*asynq.Task, error) {
 	if err := r.Validate(); err != nil {
 		return nil, fmt.Errorf("tasks.NewRetireAccountTask: %w", err)
 	}
-	return directoryTask(TypeRetireAccount, r)
+	return directoryTask(TypeRetireAccount, &r)
 }
 
 // DecodeRetireAccount parses and validates a directory:retire-account

@@ -14,6 +14,7 @@ import (
 // rendered from Postgres at send time; only a verification email carries
 // its token here, because the database keeps nothing but the token's hash.
 type Email struct {
+	Contract
 	MailID  int64  `json:"mail_id"`
 	TokenID int64  `json:"token_id,omitempty"`
 	Token   string `json:"token,omitempty"`
@@ -59,7 +60,7 @@ func NewEmailTask(typ string, p Email) (*asynq.Task, error) {
 	} else {
 		opts = append(opts, asynq.Retention(24*time.Hour))
 	}
-	return marshal(typ, p, append(opts, asynq.TaskID(id))...)
+	return marshal(typ, &p, append(opts, asynq.TaskID(id))...)
 }
 
 // DecodeEmail parses and validates an email task payload of type typ.

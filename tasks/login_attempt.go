@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -21,6 +22,7 @@ const MaxUserAgentBytes = 1024
 // saved-login) check. The worker records it, updates the login date or
 // locks the account, and sends the emails the lock calls for.
 type LoginAttempt struct {
+	Contract
 	// AttemptKey identifies the attempt across redeliveries; the
 	// constructor fills it when empty.
 	AttemptKey string        `json:"attempt_key"`
@@ -29,8 +31,19 @@ type LoginAttempt struct {
 	Method     policy.Method `json:"method"`
 	IP         string        `json:"ip,omitempty"`
 	UserAgent  string        `json:"user_agent,omitempty"`
-	At         time.Time     `json:"at"`
-	RequestID  string        `json:"request_id,omitempty"`
+	// At is the host's time of the attempt. It dates the record and
+	// nothing else: it never moves a threshold or widens a window.
+	At time.Time `json:"at"`
+	// DecidedAt is when dormancy answered the login: stamped by the HTTP
+	// API, or by Client.Check for a Go host, and carried here so that the
+	// worker decides at that same instant and records the answer the host
+	// showed, however long the task waited (a login at 23:59:50 counts
+	// even if it runs after the midnight relock). A host enqueueing the
+	// task itself without asking leaves it out; the worker's clock then
+	// decides. It is held within MaxAttemptSkew ahead of and MaxAttemptAge
+	// behind the worker's clock.
+	DecidedAt time.Time `json:"decided_at,omitzero"`
+	RequestID string    `json:"request_id,omitempty"`
 }
 
 // Validate checks every field and names the first bad one.
@@ -45,7 +58,7 @@ func (p *LoginAttempt) Validate() error {
 		return err
 	}
 	if !p.Method.Valid() {
-		return &FieldError{Field: "method", Reason: fmt.Sprintf("unknown method %q (want password, remembered or verification_link)", p.Method)}
+		return &FieldError{Field: "method", Reason: fmt.Sprintf("unknown method %q (want %s)", p.Method, methodList)}
 	}
 	if p.IP != "" {
 		if _, err := netip.ParseAddr(p.IP); err != nil {
@@ -64,34 +77,62 @@ func (p *LoginAttempt) Validate() error {
 	if p.At.Year() < 2000 || p.At.Year() > 9999 {
 		return &FieldError{Field: "at", Reason: "outside the years 2000-9999"}
 	}
+	if !p.DecidedAt.IsZero() && (p.DecidedAt.Year() < 2000 || p.DecidedAt.Year() > 9999) {
+		return &FieldError{Field: "decided_at", Reason: "outside the years 2000-9999"}
+	}
 	return checkText("request_id", p.RequestID, false, 128)
 }
 
-// The time of an attempt comes from the host's clock and decides the lock,
-// so the worker holds it to its own clock: MaxAttemptSkew ahead allows for
-// clocks that differ a little, MaxAttemptAge behind for a queue that waited
-// out an outage.
+// Times in an attempt are held to the worker's clock: MaxAttemptSkew ahead
+// allows for clocks that differ a little, MaxAttemptAge behind for a queue
+// that waited out an outage.
 const (
 	MaxAttemptSkew = 5 * time.Minute
 	MaxAttemptAge  = 7 * 24 * time.Hour
 )
 
-// CheckTime refuses an attempt time that the clock reading now says cannot
-// be right. One from the future would decide on a day that has not come:
-// it would lock an account that is not dormant yet, or move the login date
-// past today and so put the lock off. One older than MaxAttemptAge is not
-// a delayed delivery but a wrong clock or a replay.
+// CheckTime refuses attempt times that the clock reading now says cannot
+// be right. One from the future is not a delayed delivery but a wrong
+// clock; one older than MaxAttemptAge is a wrong clock or a replay.
 func (p *LoginAttempt) CheckTime(now time.Time) error {
+	if err := checkAttemptTime("at", p.At, now); err != nil {
+		return err
+	}
+	if p.DecidedAt.IsZero() {
+		return nil
+	}
+	return checkAttemptTime("decided_at", p.DecidedAt, now)
+}
+
+func checkAttemptTime(field string, t, now time.Time) error {
 	switch {
-	case p.At.After(now.Add(MaxAttemptSkew)):
-		return &FieldError{Field: "at", Reason: fmt.Sprintf("%s is more than %v ahead of the worker's clock (%s)",
-			p.At.UTC().Format(time.RFC3339), MaxAttemptSkew, now.UTC().Format(time.RFC3339))}
-	case p.At.Before(now.Add(-MaxAttemptAge)):
-		return &FieldError{Field: "at", Reason: fmt.Sprintf("%s is more than 7 days before the worker's clock (%s)",
-			p.At.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))}
+	case t.After(now.Add(MaxAttemptSkew)):
+		return &FieldError{Field: field, Reason: fmt.Sprintf("%s is more than %v ahead of the worker's clock (%s)",
+			t.UTC().Format(time.RFC3339), MaxAttemptSkew, now.UTC().Format(time.RFC3339))}
+	case t.Before(now.Add(-MaxAttemptAge)):
+		return &FieldError{Field: field, Reason: fmt.Sprintf("%s is more than 7 days before the worker's clock (%s)",
+			t.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))}
 	}
 	return nil
 }
+
+// DecisionTime is the instant the attempt is decided at: DecidedAt, or now
+// (the worker's clock) for a task its host enqueued without asking.
+func (p *LoginAttempt) DecisionTime(now time.Time) time.Time {
+	if p.DecidedAt.IsZero() {
+		return now
+	}
+	return p.DecidedAt
+}
+
+// methodList names the valid methods for error messages.
+var methodList = func() string {
+	s := make([]string, len(policy.Methods))
+	for i, m := range policy.Methods {
+		s[i] = string(m)
+	}
+	return strings.Join(s, ", ")
+}()
 
 // Complete fills what a host may leave out: the attempt key, and a
 // User-Agent cut to MaxUserAgentBytes (a real one is a few hundred bytes;
@@ -111,7 +152,7 @@ func NewLoginAttemptTask(p LoginAttempt) (*asynq.Task, error) {
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("tasks.NewLoginAttemptTask: %w", err)
 	}
-	return marshal(TypeLoginAttempt, p,
+	return marshal(TypeLoginAttempt, &p,
 		asynq.Queue(QueueCritical),
 		asynq.TaskID(TypeLoginAttempt+":"+p.AttemptKey),
 		asynq.MaxRetry(10),

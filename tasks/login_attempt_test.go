@@ -42,6 +42,7 @@ func TestNewLoginAttemptTaskRoundTrips(t *testing.T) {
 		t.Errorf("constructor did not fill the attempt key: %q", got.AttemptKey)
 	}
 	p.AttemptKey = got.AttemptKey
+	p.V = tasks.PayloadVersion
 	if got != p {
 		t.Errorf("round trip:\n got %+v\nwant %+v", got, p)
 	}

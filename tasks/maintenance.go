@@ -42,6 +42,7 @@ const (
 // the clock itself: a task that waited in the queue works on the state of
 // when it runs, not of when it was scheduled.
 type Maintenance struct {
+	Contract
 	// Period is the scheduled minute of the run, in UTC. It names the task,
 	// so every scheduler replica enqueues the same task for one period.
 	Period time.Time `json:"period"`
@@ -102,7 +103,7 @@ func NewMaintenanceTask(typ string, p Maintenance) (*asynq.Task, error) {
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("tasks.NewMaintenanceTask(%s): %w", typ, err)
 	}
-	return marshal(typ, p,
+	return marshal(typ, &p,
 		asynq.Queue(QueueLow),
 		asynq.TaskID(MaintenanceTaskID(typ, p.Period)),
 		asynq.MaxRetry(3),

@@ -72,9 +72,56 @@ func (e *FieldError) Unwrap() error { return ErrInvalidPayload }
 // one a host meant to send.
 const MaxPayloadBytes = 64 << 10
 
-// decode reads a JSON payload strictly: one object, no unknown fields, no
-// trailing data. Errors name the offending field where JSON allows.
+// PayloadVersion is the contract version of the payloads this build writes,
+// in every payload's "v" field (absent means 1, the shapes before the
+// field).
+//
+// Payloads evolve by adding named optional fields whose absence is safe:
+// a payload without decided_at, say, is decided at the worker's clock. A
+// worker decodes a payload of its own version or older strictly: an
+// unknown field is an error in the host and the task is archived with the
+// field named. A payload of a newer version comes from a host upgraded
+// before this worker: the worker reads the fields it knows and leaves the
+// rest, so during a rolling upgrade old and new hosts and workers run
+// together and no task is lost. The contract never renames, retypes or
+// repurposes a field; that would be a new task type.
+const PayloadVersion = 2
+
+// Contract is embedded in every payload: the contract version it was
+// written for. Constructors set it; a host writing JSON by hand sends
+// "v": 2 with the fields of this version, or leaves it out with those of
+// version 1.
+type Contract struct {
+	V int `json:"v,omitempty"`
+}
+
+func (v *Contract) stamp() { v.V = PayloadVersion }
+
+// stamper is a payload that carries its Contract.
+type stamper interface{ stamp() }
+
+// decode reads a task payload: strictly (DecodeStrict) when its version is
+// this build's or older, leniently when a newer host wrote it (see
+// PayloadVersion).
 func decode(data []byte, v any) error {
+	var head struct {
+		V int `json:"v"`
+	}
+	// A payload that does not parse here fails in the decoder below, which
+	// names the field.
+	if json.Unmarshal(data, &head) == nil && head.V > PayloadVersion {
+		return decodeJSON(data, v, false)
+	}
+	return DecodeStrict(data, v)
+}
+
+// DecodeStrict reads one JSON object into v: no unknown fields, no
+// trailing data, valid UTF-8, at most MaxPayloadBytes. Every failure is a
+// *FieldError naming the offending field where JSON allows. Task payloads
+// and the HTTP API's bodies both go through it.
+func DecodeStrict(data []byte, v any) error { return decodeJSON(data, v, true) }
+
+func decodeJSON(data []byte, v any, strict bool) error {
 	if len(data) > MaxPayloadBytes {
 		return &FieldError{Field: "payload", Reason: fmt.Sprintf("larger than %d bytes", MaxPayloadBytes)}
 	}
@@ -84,7 +131,9 @@ func decode(data []byte, v any) error {
 		return &FieldError{Field: invalidUTF8Field(data), Reason: "not valid UTF-8"}
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(v); err != nil {
 		return jsonFieldError(data, v, err)
 	}
@@ -199,7 +248,8 @@ func checkCompanyID(s string) error {
 	return nil
 }
 
-func marshal(typ string, v any, opts ...asynq.Option) (*asynq.Task, error) {
+func marshal(typ string, v stamper, opts ...asynq.Option) (*asynq.Task, error) {
+	v.stamp()
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("tasks.New(%s): %w", typ, err)

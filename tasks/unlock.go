@@ -24,6 +24,7 @@ const MaxUnlockAccounts = 5000
 // themselves) are left as they are; naming an account of another company,
 // or one that does not exist, refuses the whole task.
 type AccountUnlock struct {
+	Contract
 	CompanyID      string  `json:"company_id"`
 	ActorAccountID int64   `json:"actor_account_id"`
 	AccountIDs     []int64 `json:"account_ids,omitempty"`
@@ -32,6 +33,15 @@ type AccountUnlock struct {
 	// task ID, so a form submitted twice with the same request ID (a
 	// double click) is enqueued once.
 	RequestID string `json:"request_id,omitempty"`
+	// RequestedAt is when the administrator asked (the confirm dialog's
+	// click, the API call): the unlock lasts until the local midnight after
+	// it, not after whenever the worker runs it. The worker counts a time
+	// ahead of its own clock as its own clock, so a wrong clock cannot
+	// widen the window; an unlock that runs after its deadline changes
+	// nothing and is recorded as expired. Absent (version 1) means the
+	// worker's clock. It is not part of the task ID, so a double click
+	// still enqueues once.
+	RequestedAt time.Time `json:"requested_at,omitzero"`
 }
 
 // Validate checks every field and names the first bad one.
@@ -57,33 +67,49 @@ func (p *AccountUnlock) Validate() error {
 }
 
 // NewAccountUnlockTask builds an account:unlock task on the critical queue:
-// an administrator is waiting to tell someone they can log in.
-//
-// The task ID is a hash of the company, the actor, the accounts (sorted,
-// without repeats) and the request ID, so the same action enqueued twice is
-// refused with ErrTaskIDConflict for as long as the first task is kept.
-// Running it twice would be harmless anyway: the handler is idempotent.
+// an administrator is waiting to tell someone they can log in. Its task ID
+// is UnlockTaskID(p).
 func NewAccountUnlockTask(p AccountUnlock) (*asynq.Task, error) {
-	if len(p.AccountIDs) > 0 {
-		ids := slices.Clone(p.AccountIDs)
-		slices.Sort(ids)
-		p.AccountIDs = slices.Compact(ids)
-	}
+	p.AccountIDs = normalizeIDs(p.AccountIDs)
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("tasks.NewAccountUnlockTask: %w", err)
 	}
-	key, err := json.Marshal(p)
-	if err != nil {
-		return nil, fmt.Errorf("tasks.NewAccountUnlockTask: %w", err)
-	}
-	sum := sha256.Sum256(key)
-	return marshal(TypeAccountUnlock, p,
+	return marshal(TypeAccountUnlock, &p,
 		asynq.Queue(QueueCritical),
-		asynq.TaskID(TypeAccountUnlock+":"+hex.EncodeToString(sum[:16])),
+		asynq.TaskID(UnlockTaskID(p)),
 		asynq.MaxRetry(10),
 		asynq.Timeout(time.Minute),
 		asynq.Retention(10*time.Minute),
 	)
+}
+
+// UnlockTaskID is the task ID of an unlock: a hash of the company, the
+// actor, the accounts (sorted, without repeats) and the request ID, so the
+// same action enqueued twice is refused with ErrTaskIDConflict for as long
+// as the first task is kept, and a caller told of the conflict can name
+// the task the first enqueue made. RequestedAt is left out: a double click
+// is one action whatever its two clicks' times. Running an unlock twice
+// would be harmless anyway: the handler is idempotent.
+func UnlockTaskID(p AccountUnlock) string {
+	key, _ := json.Marshal(struct {
+		CompanyID      string  `json:"company_id"`
+		ActorAccountID int64   `json:"actor_account_id"`
+		AccountIDs     []int64 `json:"account_ids,omitempty"`
+		All            bool    `json:"all,omitempty"`
+		RequestID      string  `json:"request_id,omitempty"`
+	}{p.CompanyID, p.ActorAccountID, normalizeIDs(p.AccountIDs), p.All, p.RequestID})
+	sum := sha256.Sum256(key)
+	return TypeAccountUnlock + ":" + hex.EncodeToString(sum[:16])
+}
+
+// normalizeIDs sorts ids and drops repeats, on a copy.
+func normalizeIDs(ids []int64) []int64 {
+	if len(ids) == 0 {
+		return ids
+	}
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
+	return slices.Compact(ids)
 }
 
 // DecodeAccountUnlock parses and validates an account:unlock payload.

@@ -28,6 +28,10 @@ type outgoing struct {
 // writes the emails to the outbox, all in one transaction under the
 // account's row lock. Only after the commit are the emails queued.
 //
+// The decision is policy.Decide at the instant dormancy answered the login
+// (the payload's decided_at, else this worker's clock), so what is
+// recorded is what the host showed; the host's "at" only dates the record.
+//
 // A redelivered attempt (same attempt key) changes nothing; it only queues
 // again whatever mail of that attempt is still pending, in case the first
 // delivery died between its commit and its enqueue.
@@ -44,9 +48,10 @@ func (h *Handlers) LoginAttempt(ctx context.Context, t *asynq.Task) error {
 	if p.IP != "" {
 		ip, _ = netip.ParseAddr(p.IP)
 	}
+	decidedAt := p.DecisionTime(now)
 	attempt := postgres.Attempt{
 		Key: p.AttemptKey, CompanyID: p.CompanyID, LoginID: p.LoginID, Method: p.Method, IP: ip,
-		UserAgent: p.UserAgent, Device: device.Classify(p.UserAgent), AttemptedAt: p.At,
+		UserAgent: p.UserAgent, Device: device.Classify(p.UserAgent), AttemptedAt: p.At, DecidedAt: decidedAt,
 		RequestID: p.RequestID, RecordedAt: now,
 	}
 	handled, err := h.logins.record(ctx, attempt)
@@ -65,7 +70,7 @@ func (h *Handlers) LoginAttempt(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 		e, pol := sub.Employee, sub.Company.Policy
-		decision = policy.Decide(e.Account, pol, p.Method, p.At)
+		decision = policy.Decide(e.Account, pol, p.Method, decidedAt)
 		attempt.AccountID, attempt.Outcome = e.ID, decision.Outcome
 		attemptID, fresh, err := tx.InsertAttempt(ctx, attempt)
 		if err != nil {
@@ -76,7 +81,7 @@ func (h *Handlers) LoginAttempt(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 		ev := postgres.Event{RequestID: p.RequestID, OccurredAt: now, Detail: map[string]any{"attempt_id": attemptID}}
-		if err := tx.ApplyDecision(ctx, e, decision, p.At, ev); err != nil {
+		if err := tx.ApplyDecision(ctx, e, decision, decidedAt, ev); err != nil {
 			return err
 		}
 		if decision.Outcome == policy.OutcomeVerifyByEmail {

@@ -129,6 +129,9 @@ func (b *testBundle) account(t *testing.T, o accountOpts) (loginID string, id in
 		Department: o.dept, CanManageEmployees: o.admin, Retired: o.retired,
 		CreatedAt: start.Add(-o.createdAgo), Exempt: o.exempt,
 	}
+	if o.admin && o.lastLogin == 0 {
+		o.lastLogin = 24 * time.Hour // an administrator who can act
+	}
 	if o.lastLogin != 0 {
 		rec.LastLoginAt = start.Add(-o.lastLogin)
 	}

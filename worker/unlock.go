@@ -2,18 +2,17 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 
 	"github.com/hibiken/asynq"
 
-	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/postgres"
 	"github.com/dormancy/dormancy/tasks"
 )
 
 // AccountUnlock carries out an administrator's unlock: the accounts are
-// unlocked until the company's next local midnight, each with an audit
+// unlocked until the local midnight after the request (the click, not this
+// run; policy.UnlockDeadline), each with an audit
 // event naming the actor, and their owners' notices are written to the
 // outbox in the same transaction and queued after the commit.
 //
@@ -21,21 +20,31 @@ import (
 // actor who is not an active administrator of the company, and an unlock
 // naming an account of another company, are refused whole and archived.
 // A redelivered task unlocks nothing new and queues whatever notice of
-// today's unlock is still pending.
+// today's unlock is still pending. An unlock run at or after its deadline
+// changes nothing and leaves an unlock_expired event, which the unlock's
+// status endpoint reads.
 func (h *Handlers) AccountUnlock(ctx context.Context, t *asynq.Task) error {
 	p, err := tasks.DecodeAccountUnlock(t.Payload())
 	if err != nil {
 		return h.reject(ctx, t, "", err)
 	}
+	// The status endpoint finds the outcome by the task's ID; a test that
+	// calls the handler without a server has only the constructor's.
+	taskID, ok := asynq.GetTaskID(ctx)
+	if !ok {
+		taskID = tasks.UnlockTaskID(p)
+	}
 	res, err := h.store.Unlock(ctx, postgres.Unlock{
 		CompanyID: p.CompanyID, ActorID: p.ActorAccountID, AccountIDs: p.AccountIDs, All: p.All,
-		At: h.now(), RequestID: p.RequestID,
+		RequestedAt: p.RequestedAt, At: h.now(), RequestID: p.RequestID, TaskID: taskID,
 	})
-	switch {
-	case errors.Is(err, policy.ErrForbidden):
-		return h.reject(ctx, t, p.CompanyID, err)
-	case err != nil:
+	if err != nil {
 		return h.classify(ctx, t, p.CompanyID, err)
+	}
+	if res.Expired {
+		h.logger(ctx).Warn("unlock expired before it ran", slog.String("company_id", p.CompanyID),
+			slog.Int64("actor_account_id", p.ActorAccountID), slog.Time("requested_at", p.RequestedAt), slog.Time("deadline", res.Deadline))
+		return nil
 	}
 	h.logger(ctx).Info("accounts unlocked", slog.String("company_id", p.CompanyID),
 		slog.Int64("actor_account_id", p.ActorAccountID), slog.Int("unlocked", len(res.Unlocked)),

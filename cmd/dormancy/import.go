@@ -12,9 +12,10 @@ import (
 
 	"github.com/dormancy/dormancy/importer"
 	"github.com/dormancy/dormancy/postgres"
+	"github.com/dormancy/dormancy/tasks"
 )
 
-const importUsage = `usage: dormancy import [-format csv|jsonl] [-rejects FILE] [-create-companies] [-batch N] FILE
+const importUsage = `usage: dormancy import [-format csv|jsonl] [-rejects FILE] [-create-companies [-fallback-contact TEXT]] [-batch N] FILE
 
 Loads employees from FILE (CSV with a header row, or JSON Lines; "-" reads
 standard input) into the companies they name, which must exist unless
@@ -33,6 +34,7 @@ func runImport(ctx context.Context, cfg *Config, args []string, stdout, stderr i
 	formatFlag := fs.String("format", "", "csv or jsonl (default: from the file name, else csv)")
 	rejectsPath := fs.String("rejects", "", "file for the refused rows (default FILE.rejects.csv)")
 	batch := fs.Int("batch", 5000, "rows merged per transaction")
+	contact := fs.String("fallback-contact", "", "with -create-companies: whom a locked user asks when no administrator of a created company can act")
 	createCompanies := fs.Bool("create-companies", false, "create unknown companies with default settings (locale DEFAULT_LOCALE) instead of refusing their rows")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -45,6 +47,12 @@ func runImport(ctx context.Context, cfg *Config, args []string, stdout, stderr i
 		return fmt.Errorf("import wants one FILE: %w", errUsage)
 	}
 	path := fs.Arg(0)
+	if *contact != "" && !*createCompanies {
+		return fmt.Errorf("import: -fallback-contact applies to the companies -create-companies creates: %w", errUsage)
+	}
+	if err := tasks.CheckFallbackContact(*contact); err != nil {
+		return fmt.Errorf("import: -fallback-contact: %w", err)
+	}
 
 	format := importer.FormatOf(path)
 	if *formatFlag != "" {
@@ -87,6 +95,7 @@ func runImport(ctx context.Context, cfg *Config, args []string, stdout, stderr i
 	opts := importer.Options{
 		Format: format, Rejects: rejects, BatchSize: *batch, Size: size,
 		CreateCompanies: *createCompanies, CompanyLocale: cfg.DefaultLocale,
+		CompanyContact: *contact,
 	}
 	var bar *importer.Bar
 	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
