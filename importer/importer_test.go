@@ -373,11 +373,12 @@ func TestImportCreatesCompaniesOnlyWhenAsked(t *testing.T) {
 	if got := b.count(t, `SELECT count(*) FROM companies WHERE id = $1`, co); got != 0 {
 		t.Fatal("company created without being asked")
 	}
-	if s, _ := b.run(t, path, importer.Options{CreateCompanies: true, CompanyLocale: policy.LocaleEN}); s.Created != 1 {
+	if s, _ := b.run(t, path, importer.Options{CreateCompanies: true, CompanyLocale: policy.LocaleEN, CompanyContact: "help desk"}); s.Created != 1 {
 		t.Errorf("with -create-companies: %+v", s)
 	}
-	if got := b.count(t, `SELECT count(*) FROM companies WHERE id = $1 AND locale = 'en' AND time_zone = 'Asia/Tokyo'`, co); got != 1 {
-		t.Error("company not created with defaults in the given locale")
+	if got := b.count(t, `SELECT count(*) FROM companies WHERE id = $1 AND locale = 'en' AND time_zone = 'Asia/Tokyo'
+		AND fallback_contact = 'help desk'`, co); got != 1 {
+		t.Error("company not created with defaults in the given locale and the fallback contact")
 	}
 	if got := b.count(t, `SELECT count(*) FROM audit_events WHERE company_id = $1 AND kind = 'company_created'`, co); got != 1 {
 		t.Error("company creation not audited")

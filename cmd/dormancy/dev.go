@@ -57,7 +57,8 @@ func seedDemo(ctx context.Context, store *postgres.Store, now time.Time) error {
 	if err := store.ResetCompany(ctx, demoCompany); err != nil {
 		return err
 	}
-	if err := store.UpsertCompany(ctx, postgres.CompanyRecord{ID: demoCompany, Name: "デモ株式会社"}); err != nil {
+	if err := store.UpsertCompany(ctx, postgres.CompanyRecord{ID: demoCompany, Name: "デモ株式会社",
+		FallbackContact: "情報システム部ヘルプデスク（内線 1234）"}); err != nil {
 		return err
 	}
 	var recipients []int64

@@ -36,9 +36,8 @@ type User struct {
 
 // Dormancy is the part of *tasks.Client the host calls.
 type Dormancy interface {
-	Check(ctx context.Context, companyID, loginID string, m policy.Method) (tasks.CheckResult, error)
+	Login(ctx context.Context, p tasks.LoginAttempt) (tasks.CheckResult, error)
 	Redeem(ctx context.Context, companyID, loginID, token, requestID string) (tasks.RedeemResult, error)
-	ReportLoginAttempt(ctx context.Context, p tasks.LoginAttempt) error
 	Profile(ctx context.Context, companyID, loginID string) (tasks.Profile, error)
 }
 
@@ -114,6 +113,7 @@ type lockedPage struct {
 	Message        string
 	EmailSent      bool
 	Administrators []policy.Administrator
+	Contact        string
 }
 
 func (h *Host) render(w http.ResponseWriter, status int, name string, data any) {
@@ -177,12 +177,9 @@ func (h *Host) login(w http.ResponseWriter, r *http.Request) {
 // the attempt, and either refuses it with the lock message or starts the
 // session.
 func (h *Host) finish(w http.ResponseWriter, r *http.Request, loginID string, m policy.Method, remember bool) {
-	res, err := h.cfg.Dormancy.Check(r.Context(), h.cfg.CompanyID, loginID, m)
-	if err != nil {
-		h.fail(w, err)
-		return
-	}
-	err = h.cfg.Dormancy.ReportLoginAttempt(r.Context(), tasks.LoginAttempt{
+	// Login reports the attempt stamped with the instant of this answer,
+	// so the worker records the decision shown here.
+	res, err := h.cfg.Dormancy.Login(r.Context(), tasks.LoginAttempt{
 		CompanyID: h.cfg.CompanyID, LoginID: loginID, Method: m,
 		IP: clientIP(r), UserAgent: r.UserAgent(), RequestID: requestID(r),
 	})
@@ -196,6 +193,7 @@ func (h *Host) finish(w http.ResponseWriter, r *http.Request, loginID string, m 
 			Message:        res.Message,
 			EmailSent:      res.Decision.Outcome == policy.OutcomeVerifyByEmail,
 			Administrators: res.Administrators,
+			Contact:        res.Contact,
 		})
 		return
 	}

@@ -204,8 +204,19 @@ func TestWrongPasswordNeverReachesDormancy(t *testing.T) {
 func TestPlatformIDIsToldWhomToAsk(t *testing.T) {
 	b := setup(t)
 	code, body := b.browser(t).post("/login", login("suzuki01", "pw"))
-	if code != http.StatusForbidden || !strings.Contains(body, "総務部　総務 花子さん") {
+	if code != http.StatusForbidden || !strings.Contains(body, "総務部　総務 花子さん") || strings.Contains(body, `id="contact"`) {
 		t.Fatalf("lock page: %d\n%s", code, body)
+	}
+
+	// With the only administrator past the inactivity period, the page
+	// names the company's fallback contact instead.
+	if err := b.store.UpsertCompany(b.ctx, postgres.CompanyRecord{ID: b.company, FallbackContact: "ヘルプデスク 内線 1234"}); err != nil {
+		t.Fatal(err)
+	}
+	b.clock.Add(91 * 24 * time.Hour)
+	code, body = b.browser(t).post("/login", login("suzuki01", "pw"))
+	if code != http.StatusForbidden || strings.Contains(body, "総務 花子") || !strings.Contains(body, "連絡先：ヘルプデスク 内線 1234") {
+		t.Fatalf("lock page without an able administrator: %d\n%s", code, body)
 	}
 }
 
