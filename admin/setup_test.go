@@ -102,6 +102,10 @@ func (b *testBundle) newCompany(t *testing.T) company {
 	c.evil = b.account(t, id, evilName, false, policy.IDKindPlatform, false)
 	c.active = b.account(t, id, "有効 六郎", false, policy.IDKindEmail, false)
 	c.recipient = b.account(t, id, "通知 七子", false, policy.IDKindEmail, false)
+	// The active employee and the recipient logged in yesterday; the member
+	// is dormant but not yet swept, which the pages show as locked because
+	// a login would be refused.
+	b.exec(t, `UPDATE accounts SET last_login_at = $1 WHERE id IN ($2, $3)`, start.Add(-24*time.Hour), c.active, c.recipient)
 	for _, acc := range []int64{c.lockedPlatform, c.lockedEmail, c.evil} {
 		b.lock(t, acc)
 	}

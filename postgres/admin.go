@@ -72,21 +72,24 @@ func (r accountViewRow) view() AccountView {
 	}
 }
 
-// accountViewColumns reads an unlock whose deadline passed as locked for
+// accountViewColumns reads an account refused by a lock (an unlock whose
+// deadline passed, or dormancy the sweep has not reached yet) as locked for
 // the dormant reason, the way policy.Decide treats it, so the list never
-// shows as open an account that would be refused.
-const accountViewColumns = `
+// shows as open an account that would be refused. It needs the company
+// (accountsWithCompany).
+var accountViewColumns = `
 	a.id, a.company_id, a.login_id, a.id_kind, a.email, a.name, a.department,
 	a.can_manage_employees, a.status, a.last_login_at,
-	CASE WHEN a.lock_state = 'unlocked_until' AND a.unlocked_until <= ?0 THEN 'locked' ELSE a.lock_state END AS lock_state,
-	CASE WHEN a.lock_state = 'unlocked_until' AND a.unlocked_until <= ?0 THEN 'dormant' ELSE a.lock_reason END AS lock_reason,
+	CASE WHEN a.status = 'active' AND ` + sqlRefusedByLock("?0::timestamptz") + ` THEN 'locked' ELSE a.lock_state END AS lock_state,
+	CASE WHEN a.status = 'active' AND a.lock_state <> 'locked' AND ` + sqlRefusedByLock("?0::timestamptz") + ` THEN 'dormant'
+		ELSE a.lock_reason END AS lock_reason,
 	a.locked_at,
-	CASE WHEN a.lock_state = 'unlocked_until' AND a.unlocked_until > ?0 THEN a.unlocked_until END AS unlocked_until,
+	CASE WHEN a.lock_state = 'unlocked_until' AND NOT ` + sqlUnlockLapsed("?0") + ` THEN a.unlocked_until END AS unlocked_until,
 	EXISTS (SELECT 1 FROM login_notification_recipients r WHERE r.company_id = a.company_id AND r.account_id = a.id) AS recipient`
 
 // lockedAt is the locked-only filter, with the same reading of deadlines.
 // A retired account is never one to unlock, whatever lock it kept.
-const lockedAt = `a.status = 'active' AND (a.lock_state = 'locked' OR (a.lock_state = 'unlocked_until' AND a.unlocked_until <= ?0))`
+var lockedAt = `a.status = 'active' AND ` + sqlRefusedByLock("?0::timestamptz")
 
 // AccountFilter selects a page of a company's employee list.
 type AccountFilter struct {
@@ -123,7 +126,7 @@ func (s *Store) ListAccounts(ctx context.Context, companyID string, f AccountFil
 	}
 	var rows []accountViewRow
 	err := s.db.NewRaw(`SELECT `+accountViewColumns+`, count(*) OVER () AS total
-		FROM accounts a WHERE `+where+`
+		FROM `+accountsWithCompany+` WHERE `+where+`
 		ORDER BY a.department, a.name, a.id
 		LIMIT ?2 OFFSET ?3`, now, companyID, f.PerPage, (f.Page-1)*f.PerPage).Scan(ctx, &rows)
 	if err != nil {
@@ -136,7 +139,7 @@ func (s *Store) ListAccounts(ctx context.Context, companyID string, f AccountFil
 	}
 	if len(rows) == 0 && f.Page > 1 {
 		// Past the last page the window function has no row to ride on.
-		q := `SELECT count(*) FROM accounts a WHERE ` + where
+		q := `SELECT count(*) FROM ` + accountsWithCompany + ` WHERE ` + where
 		if err := s.db.NewRaw(q, now, companyID).Scan(ctx, &p.Total); err != nil {
 			return AccountPage{}, fmt.Errorf("postgres.ListAccounts(%q): count: %w", companyID, err)
 		}
@@ -148,7 +151,7 @@ func (s *Store) ListAccounts(ctx context.Context, companyID string, f AccountFil
 // company; callers compare CompanyID with the actor's.
 func (s *Store) Account(ctx context.Context, id int64, now time.Time) (AccountView, error) {
 	var r accountViewRow
-	err := s.db.NewRaw(`SELECT `+accountViewColumns+`, 0 AS total FROM accounts a WHERE a.id = ?1`, now, id).Scan(ctx, &r)
+	err := s.db.NewRaw(`SELECT `+accountViewColumns+`, 0 AS total FROM `+accountsWithCompany+` WHERE a.id = ?1`, now, id).Scan(ctx, &r)
 	if errors.Is(err, sql.ErrNoRows) {
 		return AccountView{}, fmt.Errorf("postgres.Account(%d): %w", id, ErrNotFound)
 	}
@@ -247,6 +250,7 @@ func (s *Store) LoginNotificationRecipients(ctx context.Context, companyID strin
 	var rows []accountViewRow
 	err := s.db.NewRaw(`SELECT `+accountViewColumns+`, 0 AS total
 		FROM login_notification_recipients r JOIN accounts a ON a.id = r.account_id AND a.company_id = r.company_id
+		JOIN companies c ON c.id = a.company_id
 		WHERE r.company_id = ?1 ORDER BY a.department, a.name, a.id`, now, companyID).Scan(ctx, &rows)
 	if err != nil {
 		return nil, fmt.Errorf("postgres.LoginNotificationRecipients(%q): %w", companyID, err)
@@ -263,7 +267,7 @@ func (s *Store) LoginNotificationRecipients(ctx context.Context, companyID strin
 func (s *Store) RecipientCandidates(ctx context.Context, companyID string, now time.Time) ([]AccountView, error) {
 	var rows []accountViewRow
 	err := s.db.NewRaw(`SELECT `+accountViewColumns+`, 0 AS total
-		FROM accounts a WHERE a.company_id = ?1 AND a.status = 'active' AND a.email IS NOT NULL
+		FROM `+accountsWithCompany+` WHERE a.company_id = ?1 AND a.status = 'active' AND a.email IS NOT NULL
 		ORDER BY a.department, a.name, a.id`, now, companyID).Scan(ctx, &rows)
 	if err != nil {
 		return nil, fmt.Errorf("postgres.RecipientCandidates(%q): %w", companyID, err)

@@ -59,7 +59,7 @@ func (s *Store) RecordAllowedLogins(ctx context.Context, batch []Attempt) ([]boo
 			JOIN accounts a ON a.company_id = i.company_id AND a.login_id = i.login_id
 			JOIN companies c ON c.id = a.company_id
 			WHERE a.status = 'active' AND a.lock_state = 'active'
-			  AND (a.exempt OR coalesce(a.last_login_at, a.created_at) > i.decided_at - make_interval(hours => c.inactivity_days * 24))
+			  AND (a.exempt OR NOT `+sqlDormant("i.decided_at")+`)
 			ORDER BY a.id
 			FOR UPDATE OF a
 		), ins AS (

@@ -34,9 +34,9 @@ type Cursor struct {
 func (s *Store) RelockBatch(ctx context.Context, now time.Time, limit int) (int, error) {
 	var n int
 	err := s.db.NewRaw(`WITH due AS (
-			SELECT id, unlocked_until FROM accounts
-			WHERE lock_state = 'unlocked_until' AND unlocked_until <= ? AND status = 'active'
-			ORDER BY unlocked_until, id
+			SELECT a.id, a.unlocked_until FROM accounts a
+			WHERE `+sqlUnlockLapsed("?")+` AND a.status = 'active'
+			ORDER BY a.unlocked_until, a.id
 			LIMIT ?
 			FOR UPDATE SKIP LOCKED
 		), upd AS (
@@ -75,13 +75,13 @@ func (s *Store) SweepBatch(ctx context.Context, now time.Time, after Cursor, lim
 	// cursor are what the accounts_sweep index answers, in its order; the
 	// company's own period is checked on the rows it yields.
 	err := s.db.NewRaw(`WITH due AS (
-			SELECT a.id, coalesce(a.last_login_at, a.created_at) AS activity
+			SELECT a.id, `+sqlLastActivity+` AS activity
 			FROM accounts a JOIN companies c ON c.id = a.company_id
 			WHERE a.lock_state = 'active' AND a.status = 'active' AND NOT a.exempt
-			  AND coalesce(a.last_login_at, a.created_at) <= ?0::timestamptz - (SELECT min(inactivity_days) FROM companies) * interval '24 hours'
-			  AND (coalesce(a.last_login_at, a.created_at), a.id) > (?1::timestamptz, ?2::bigint)
-			  AND coalesce(a.last_login_at, a.created_at) <= ?0::timestamptz - c.inactivity_days * interval '24 hours'
-			ORDER BY coalesce(a.last_login_at, a.created_at), a.id
+			  AND `+sqlLastActivity+` <= ?0::timestamptz - (SELECT min(inactivity_days) FROM companies) * interval '24 hours'
+			  AND (`+sqlLastActivity+`, a.id) > (?1::timestamptz, ?2::bigint)
+			  AND `+sqlDormant("?0::timestamptz")+`
+			ORDER BY `+sqlLastActivity+`, a.id
 			LIMIT ?3
 			FOR UPDATE OF a SKIP LOCKED
 		), upd AS (
@@ -151,13 +151,13 @@ func (s *Store) PrelockCandidates(ctx context.Context, now time.Time, after Curs
 		FROM accounts a JOIN companies c ON c.id = a.company_id
 		WHERE a.lock_state = 'active' AND a.status = 'active' AND NOT a.exempt AND a.email IS NOT NULL
 		  AND cardinality(c.prelock_warning_days) > 0
-		  AND coalesce(a.last_login_at, a.created_at) > ?0::timestamptz - (SELECT max_days FROM b) * interval '24 hours'
-		  AND coalesce(a.last_login_at, a.created_at) <= ?0::timestamptz + ((SELECT max_warn FROM b) + 2 - (SELECT min_days FROM b)) * interval '24 hours'
-		  AND (coalesce(a.last_login_at, a.created_at), a.id) > (?1::timestamptz, ?2::bigint)
-		  AND coalesce(a.last_login_at, a.created_at) > ?0::timestamptz - c.inactivity_days * interval '24 hours'
-		  AND coalesce(a.last_login_at, a.created_at) <= ?0::timestamptz
+		  AND `+sqlLastActivity+` > ?0::timestamptz - (SELECT max_days FROM b) * interval '24 hours'
+		  AND `+sqlLastActivity+` <= ?0::timestamptz + ((SELECT max_warn FROM b) + 2 - (SELECT min_days FROM b)) * interval '24 hours'
+		  AND (`+sqlLastActivity+`, a.id) > (?1::timestamptz, ?2::bigint)
+		  AND NOT `+sqlDormant("?0::timestamptz")+`
+		  AND `+sqlLastActivity+` <= ?0::timestamptz
 			+ ((SELECT max(d) FROM unnest(c.prelock_warning_days) d) + 2 - c.inactivity_days) * interval '24 hours'
-		ORDER BY coalesce(a.last_login_at, a.created_at), a.id
+		ORDER BY `+sqlLastActivity+`, a.id
 		LIMIT ?3`, now, cursorTime(after), after.ID, limit).Scan(ctx, &rows)
 	if err != nil {
 		return nil, after, fmt.Errorf("postgres.PrelockCandidates: %w", err)
@@ -237,7 +237,7 @@ func (s *Store) RecordPrelockWarnings(ctx context.Context, ws []PrelockWarningDu
 			SELECT i.account_id, i.cycle, i.days_before, i.lock_at, ?
 			FROM input i JOIN accounts a ON a.id = i.account_id
 			WHERE a.lock_state = 'active' AND a.status = 'active' AND NOT a.exempt AND a.email IS NOT NULL
-			  AND coalesce(a.last_login_at, a.created_at) = i.cycle
+			  AND `+sqlLastActivity+` = i.cycle
 			ON CONFLICT DO NOTHING
 			RETURNING account_id, cycle, days_before
 		), m AS (

@@ -167,12 +167,12 @@ func (s *Store) Unlock(ctx context.Context, u Unlock) (UnlockResult, error) {
 		// Rows are locked in id order, as every multi-row lock here is, so
 		// two bulk unlocks of one company cannot deadlock.
 		err = t.tx.NewRaw(`WITH target AS (
-				SELECT a.id FROM accounts a
+				SELECT a.id FROM (SELECT ?::timestamptz AS at) n, `+accountsWithCompany+`
 				WHERE a.company_id = ? AND (? OR a.id = ANY(?))
 				  AND a.id_kind = 'platform' AND a.status = 'active'
-				  AND (a.lock_state = 'locked' OR (a.lock_state = 'unlocked_until' AND a.unlocked_until <= ?))
+				  AND `+sqlRefusedByLock("n.at")+`
 				ORDER BY a.id
-				FOR UPDATE
+				FOR UPDATE OF a
 			), upd AS (
 				UPDATE accounts a SET lock_state = 'unlocked_until', lock_reason = NULL, locked_at = NULL,
 					lapsed_unlock_until = NULL, unlocked_until = ?, updated_at = now()
@@ -190,7 +190,7 @@ func (s *Store) Unlock(ctx context.Context, u Unlock) (UnlockResult, error) {
 				ON CONFLICT (idempotency_key) DO NOTHING
 			)
 			SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM upd`,
-			u.CompanyID, u.All, pgdialect.Array(ids), u.At,
+			u.At, u.CompanyID, u.All, pgdialect.Array(ids),
 			res.Deadline,
 			u.ActorID, string(EventUnlocked), res.Deadline, u.All, u.TaskID, u.RequestID, u.At,
 			string(MailAdminUnlocked), keyPrefix, keySuffix, u.At,

@@ -1,0 +1,40 @@
+package postgres
+
+// The SQL twins of policy's rules. Each fragment below is the rule of the
+// policy function its comment names, written for a row of accounts a
+// (joined to companies c where it needs the company's settings), with the
+// instant it is judged at given as SQL text (a placeholder or a column).
+// Statements embed these fragments and never spell a rule out again;
+// rules_test.go runs the production statements that embed each one and
+// the Go function on the same edge cases and asserts that they agree.
+
+// sqlLastActivity is policy.Account.LastActivity: the login date, else the
+// creation date. The accounts_last_activity and accounts_sweep indexes are
+// built on exactly this text, and the planner uses an expression index only
+// for a textually identical expression: change both or neither.
+const sqlLastActivity = `coalesce(a.last_login_at, a.created_at)`
+
+// sqlDormant is policy.Dormant for an active, unexempt row at now: inactive
+// for at least the company's period, which is counted in exact hours as
+// time.Duration counts it (a DST day moves nothing).
+func sqlDormant(now string) string {
+	return sqlLastActivity + ` <= ` + now + ` - c.inactivity_days * interval '24 hours'`
+}
+
+// sqlUnlockLapsed is policy.Decide's reading of a same-day unlock at or
+// past its deadline: the account is locked, relocked or not.
+func sqlUnlockLapsed(now string) string {
+	return `(a.lock_state = 'unlocked_until' AND a.unlocked_until <= ` + now + `)`
+}
+
+// sqlRefusedByLock is policy.Decide refusing an active row because of a
+// lock (policy.Outcome.Locked): locked, an unlock that lapsed, or dormant
+// and not yet swept, which the next login or sweep locks.
+func sqlRefusedByLock(now string) string {
+	return `(a.lock_state = 'locked' OR ` + sqlUnlockLapsed(now) +
+		` OR (a.lock_state = 'active' AND NOT a.exempt AND ` + sqlDormant(now) + `))`
+}
+
+// accountsWithCompany is the FROM clause the fragments that read company
+// settings need.
+const accountsWithCompany = `accounts a JOIN companies c ON c.id = a.company_id`
