@@ -1,14 +1,12 @@
 package admin
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/postgres"
@@ -121,9 +119,9 @@ func (s *Server) apiHandler(h apiHandler) http.Handler {
 // MaxBodyBytes bounds a request body: nothing the API takes comes close.
 const MaxBodyBytes = 64 << 10
 
-// decodeJSON reads the request body into v strictly: one JSON object, no
-// unknown fields, no trailing data, at most MaxBodyBytes. Each failure is
-// a 400 that names the field.
+// decodeJSON reads the request body into v with the task payloads' strict
+// decoder (tasks.DecodeStrict), so a body and a payload are refused for the
+// same reasons in the same words; the body is capped first.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	var tooLarge *http.MaxBytesError
@@ -134,59 +132,19 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if err != nil {
 		return &apiError{Status: http.StatusBadRequest, Code: codeInvalidJSON, Field: "body", Message: "body: could not be read"}
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return &apiError{Status: http.StatusBadRequest, Code: codeInvalidJSON, Field: "body", Message: "body: trailing data after the JSON object"}
-	}
-	return nil
-}
-
-func jsonError(err error) *apiError {
-	var typeErr *json.UnmarshalTypeError
-	var syntaxErr *json.SyntaxError
-	bad := func(field, msg string) *apiError {
-		return &apiError{Status: http.StatusBadRequest, Code: codeInvalidJSON, Field: field, Message: field + ": " + msg}
-	}
-	switch {
-	case errors.As(err, &typeErr):
-		field := typeErr.Field
-		if field == "" {
+	var fe *tasks.FieldError
+	if err := tasks.DecodeStrict(body, v); errors.As(err, &fe) {
+		field := fe.Field
+		if field == "payload" {
 			field = "body"
 		}
-		return bad(field, fmt.Sprintf("want %s, got JSON %s", jsonType(typeErr.Type.Kind().String()), typeErr.Value))
-	case errors.As(err, &syntaxErr):
-		return bad("body", fmt.Sprintf("malformed JSON at byte %d", syntaxErr.Offset))
-	case errors.Is(err, io.EOF):
-		return bad("body", "empty; want a JSON object")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return bad("body", "truncated JSON")
+		code := codeInvalidField
+		if fe.Syntax {
+			code = codeInvalidJSON
+		}
+		return &apiError{Status: http.StatusBadRequest, Code: code, Field: field, Message: field + ": " + fe.Reason}
+	} else if err != nil {
+		return err
 	}
-	msg := err.Error()
-	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-		return bad(strings.Trim(f, `"`), "unknown field")
-	}
-	if strings.Contains(msg, "parsing time") {
-		return &apiError{Status: http.StatusBadRequest, Code: codeInvalidField, Field: "at", Message: "at: want an RFC 3339 time"}
-	}
-	return bad("body", "not valid JSON for this endpoint")
-}
-
-func jsonType(kind string) string {
-	switch kind {
-	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
-		return "an integer"
-	case "float32", "float64":
-		return "a number"
-	case "bool":
-		return "true or false"
-	case "slice", "array":
-		return "an array"
-	case "map", "struct":
-		return "an object"
-	}
-	return "a " + kind
+	return nil
 }

@@ -82,6 +82,7 @@ func TestDirectoryAPI(t *testing.T) {
 		"unknown field":  {`{"version":4,"id_kind":"email","name":"x","created_at":"2026-11-01T00:00:00Z","admin":true}`, "admin"},
 		"bad kind":       {`{"version":4,"id_kind":"robot","name":"x","created_at":"2026-11-01T00:00:00Z"}`, "id_kind"},
 		"wrong type":     {`{"version":"4"}`, "version"},
+		"bad created_at": {`{"version":4,"id_kind":"email","name":"x","created_at":"yesterday"}`, "created_at"},
 		"other login id": {`{"login_id":"someone-else","version":4,"id_kind":"email","name":"x","created_at":"2026-11-01T00:00:00Z"}`, "login_id"},
 	} {
 		w := b.api("PUT", path, c.body, 0)

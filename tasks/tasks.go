@@ -61,6 +61,11 @@ var ErrInvalidPayload = errors.New("invalid payload")
 type FieldError struct {
 	Field  string
 	Reason string
+	// Syntax is set when the JSON itself does not fit the shape (malformed,
+	// truncated, an unknown field, a value of the wrong JSON type), as
+	// opposed to a well-formed value the rules refuse: the HTTP API answers
+	// the two with different codes.
+	Syntax bool
 }
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
@@ -138,7 +143,7 @@ func decodeJSON(data []byte, v any, strict bool) error {
 		return jsonFieldError(data, v, err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return &FieldError{Field: "payload", Reason: "trailing data after the JSON object"}
+		return &FieldError{Field: "payload", Reason: "trailing data after the JSON object", Syntax: true}
 	}
 	return nil
 }
@@ -193,29 +198,52 @@ func jsonFieldError(data []byte, v any, err error) error {
 	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
 	var timeErr *time.ParseError
+	syntax := func(field, reason string) *FieldError {
+		return &FieldError{Field: field, Reason: reason, Syntax: true}
+	}
 	switch {
 	case errors.As(err, &typeErr):
 		field := typeErr.Field
 		if field == "" {
 			field = "payload"
 		}
-		return &FieldError{Field: field, Reason: fmt.Sprintf("want %s, got JSON %s", typeErr.Type, typeErr.Value)}
+		return syntax(field, fmt.Sprintf("want %s, got JSON %s", jsonType(typeErr.Type.Kind()), typeErr.Value))
 	case errors.As(err, &syntaxErr):
-		return &FieldError{Field: "payload", Reason: fmt.Sprintf("malformed JSON at byte %d: %v", syntaxErr.Offset, err)}
+		return syntax("payload", fmt.Sprintf("malformed JSON at byte %d", syntaxErr.Offset))
 	case errors.As(err, &timeErr):
-		return &FieldError{Field: badTimeField(data, v), Reason: "want an RFC 3339 time: " + err.Error()}
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return &FieldError{Field: "payload", Reason: "truncated JSON"}
+		return &FieldError{Field: badTimeField(data, v), Reason: "want an RFC 3339 time"}
+	case errors.Is(err, io.EOF):
+		return syntax("payload", "empty; want a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return syntax("payload", "truncated JSON")
 	}
 	if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
-		return &FieldError{Field: strings.Trim(strings.TrimPrefix(msg, "json: unknown field "), `"`), Reason: "unknown field"}
+		return syntax(strings.Trim(strings.TrimPrefix(msg, "json: unknown field "), `"`), "unknown field")
 	}
 	// A time that is not a JSON string at all fails in time.Time's own
 	// UnmarshalJSON, with neither a ParseError nor the field's name.
 	if field := badTimeField(data, v); field != "payload" {
-		return &FieldError{Field: field, Reason: "want an RFC 3339 time: " + err.Error()}
+		return &FieldError{Field: field, Reason: "want an RFC 3339 time"}
 	}
-	return &FieldError{Field: "payload", Reason: err.Error()}
+	return syntax("payload", "not valid JSON for this shape")
+}
+
+// jsonType says in words what JSON value a Go kind takes.
+func jsonType(kind reflect.Kind) string {
+	switch kind {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return "a " + kind.String()
 }
 
 // checkText refuses text that cannot be a name or id: empty (when
