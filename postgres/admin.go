@@ -388,10 +388,6 @@ func (s *Store) ReplaceLoginNotificationRecipients(ctx context.Context, companyI
 	})
 }
 
-// EventRecipientsChanged records who changed the login notification
-// recipients, from what to what.
-const EventRecipientsChanged EventKind = "recipients_changed"
-
 // APIKey is a host platform's key as stored: never the key itself.
 type APIKey struct {
 	ID         int64

@@ -11,7 +11,8 @@ import (
 )
 
 // EventKind names an audit event. The names are stable: reports and
-// assessors filter on them.
+// assessors filter on them. Every kind is declared here, and statements
+// bind them as parameters rather than spell them.
 type EventKind string
 
 const (
@@ -24,6 +25,29 @@ const (
 	EventAlertSent        EventKind = "alert_sent"
 	EventMailFailed       EventKind = "mail_failed"
 	EventTaskRejected     EventKind = "task_rejected"
+
+	// EventUnlocked is an administrator's unlock of one account; the event
+	// carries the administrator as actor_account_id.
+	EventUnlocked EventKind = "unlocked"
+	// EventUnlockExpired is an administrator's unlock that was carried out
+	// at or after the deadline its request set (a task that waited past the
+	// request's local midnight): nothing was unlocked.
+	EventUnlockExpired EventKind = "unlock_expired"
+	// EventRecipientsChanged records who changed the login notification
+	// recipients, from what to what.
+	EventRecipientsChanged EventKind = "recipients_changed"
+
+	// Directory sync: one per real change, none for a duplicate or stale
+	// event.
+	EventCompanyCreated    EventKind = "company_created"
+	EventCompanyUpdated    EventKind = "company_updated"
+	EventAccountCreated    EventKind = "account_created"
+	EventAccountUpdated    EventKind = "account_updated"
+	EventAccountRetired    EventKind = "account_retired"
+	EventAccountReinstated EventKind = "account_reinstated"
+	// EventAccountsImported: the accounts one import batch created in one
+	// company, by id; an import's updates are audited one by one.
+	EventAccountsImported EventKind = "accounts_imported"
 )
 
 // Event is one audit event.

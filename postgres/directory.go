@@ -34,43 +34,6 @@ const (
 	SyncStale     = "stale"
 )
 
-// Audit events of directory sync: one per real change, none for a
-// duplicate or stale event.
-const (
-	EventCompanyCreated    EventKind = "company_created"
-	EventCompanyUpdated    EventKind = "company_updated"
-	EventAccountCreated    EventKind = "account_created"
-	EventAccountUpdated    EventKind = "account_updated"
-	EventAccountRetired    EventKind = "account_retired"
-	EventAccountReinstated EventKind = "account_reinstated"
-	// EventAccountsImported: the accounts one import batch created in one
-	// company, by id; an import's updates are audited one by one.
-	EventAccountsImported EventKind = "accounts_imported"
-)
-
-// Version rules, shared by companies, accounts and retirements (the
-// account merge states the same rules in SQL):
-//   - a newer version applies;
-//   - the same version is the same event delivered again: unchanged;
-//   - an older version arrived late: stale, nothing changes;
-//   - version 0 is an unversioned import row, which applies only to a
-//     record no versioned event has touched (stored version 0 too).
-const (
-	actionApply     = "apply"
-	actionDuplicate = "duplicate"
-	actionStale     = "stale"
-)
-
-func versionAction(version, stored int64, force bool) string {
-	switch {
-	case force, version > stored, version == 0 && stored == 0:
-		return actionApply
-	case version == stored:
-		return actionDuplicate
-	}
-	return actionStale
-}
-
 // syncOpts are what distinguishes the callers of one sync path.
 type syncOpts struct {
 	// force applies whatever the versions: fixtures and seeds, which
@@ -324,7 +287,7 @@ type mergeRow struct {
 // ?5 bulk. In bulk (an import), the accounts created are audited with one
 // event per company rather than one each, and only updated rows come back
 // one by one; the other outcomes come back counted, with line 0.
-const mergeSQL = `WITH raw AS (?0),
+var mergeSQL = `WITH raw AS (?0),
 src AS (
 	SELECT line, company_id, login_id, version, id_kind,
 		coalesce(nullif(email, ''), CASE WHEN id_kind = 'email' THEN login_id END) AS email,
@@ -341,10 +304,7 @@ cur AS (
 ),
 plan AS (
 	SELECT s.*, c.id AS cur_id, c.host_version AS cur_version, c.email AS old_email,
-		CASE WHEN c.id IS NULL THEN 'create'
-			WHEN ?1 OR s.version > c.host_version OR (s.version = 0 AND c.host_version = 0) THEN 'apply'
-			WHEN s.version = c.host_version THEN 'duplicate'
-			ELSE 'stale' END AS action,
+		CASE WHEN c.id IS NULL THEN 'create' ` + sqlVersionAction("?1", "s.version", "c.host_version") + ` END AS action,
 		array_remove(ARRAY[
 			CASE WHEN c.id_kind IS DISTINCT FROM s.id_kind THEN 'id_kind' END,
 			CASE WHEN c.email IS DISTINCT FROM s.email THEN 'email' END,
@@ -485,9 +445,9 @@ func retireConsequences(ctx context.Context, db bun.IDB, ids []int64, at time.Ti
 		), rcp AS (
 			DELETE FROM login_notification_recipients WHERE account_id = ANY(?::bigint[]) RETURNING 1
 		)
-		UPDATE mails SET status = 'dropped', error = 'retired'
-		WHERE status = 'pending' AND (account_id = ANY(?::bigint[]) OR recipient_account_id = ANY(?::bigint[]))`,
-		at, pgdialect.Array(ids), pgdialect.Array(ids), pgdialect.Array(ids), pgdialect.Array(ids)).Exec(ctx)
+		UPDATE mails SET status = ?, error = 'retired'
+		WHERE status = ? AND (account_id = ANY(?::bigint[]) OR recipient_account_id = ANY(?::bigint[]))`,
+		at, pgdialect.Array(ids), pgdialect.Array(ids), MailDropped, MailPending, pgdialect.Array(ids), pgdialect.Array(ids)).Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("retire %d accounts: %w", len(ids), err)
 	}
@@ -508,11 +468,11 @@ func readdressConsequences(ctx context.Context, db bun.IDB, ids []int64, oldEmai
 			FROM x WHERE vt.account_id = x.id AND vt.consumed_at IS NULL AND vt.revoked_at IS NULL
 			RETURNING 1
 		)
-		UPDATE mails m SET status = 'dropped', error = 'email_changed'
+		UPDATE mails m SET status = ?, error = 'email_changed'
 		FROM x
-		WHERE m.status = 'pending' AND m.to_address = x.old_email
+		WHERE m.status = ? AND m.to_address = x.old_email
 		  AND (m.recipient_account_id = x.id OR (m.account_id = x.id AND m.recipient_account_id IS NULL))`,
-		pgdialect.Array(ids), pgdialect.Array(oldEmails), at).Exec(ctx)
+		pgdialect.Array(ids), pgdialect.Array(oldEmails), at, MailDropped, MailPending).Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("readdress %d accounts: %w", len(ids), err)
 	}

@@ -84,9 +84,9 @@ func (t *Tx) AlertRecipientsDue(ctx context.Context, companyID string, accountID
 		WHERE r.company_id = ? AND ra.company_id = r.company_id AND ra.status = 'active'
 		  AND ra.email IS NOT NULL AND ra.id <> ?
 		  AND NOT EXISTS (SELECT 1 FROM mails m
-			WHERE m.kind = 'dormant_login_alert' AND m.account_id = ? AND m.recipient_account_id = r.account_id
-			  AND m.created_at > ?)
-		ORDER BY r.account_id`, companyID, accountID, accountID, now.Add(-window)).Scan(ctx, &rs)
+			WHERE m.kind = ? AND m.account_id = ? AND m.recipient_account_id = r.account_id
+			  AND `+sqlAlertedWithin("?")+`)
+		ORDER BY r.account_id`, companyID, accountID, MailDormantLoginAlert, accountID, now.Add(-window)).Scan(ctx, &rs)
 	if err != nil {
 		return nil, fmt.Errorf("postgres.AlertRecipientsDue(%q, %d): %w", companyID, accountID, err)
 	}
@@ -106,7 +106,7 @@ type PendingMail struct {
 func (t *Tx) PendingMailsOfAttempt(ctx context.Context, attemptID int64) ([]PendingMail, error) {
 	var ms []PendingMail
 	err := t.tx.NewRaw(`SELECT id, kind, coalesce(token_id, 0) AS token_id FROM mails
-		WHERE attempt_id = ? AND status = 'pending' ORDER BY id`, attemptID).Scan(ctx, &ms)
+		WHERE attempt_id = ? AND status = ? ORDER BY id`, attemptID, MailPending).Scan(ctx, &ms)
 	if err != nil {
 		return nil, fmt.Errorf("postgres.PendingMailsOfAttempt(%d): %w", attemptID, err)
 	}
@@ -117,7 +117,7 @@ func (t *Tx) PendingMailsOfAttempt(ctx context.Context, attemptID int64) ([]Pend
 // token's plain text exists only in the task that sends the mail, so a mail
 // whose task was lost gets a fresh token rather than the lost one.
 func (t *Tx) SetMailToken(ctx context.Context, mailID, tokenID int64) error {
-	_, err := t.tx.NewRaw(`UPDATE mails SET token_id = ? WHERE id = ? AND status = 'pending'`, tokenID, mailID).Exec(ctx)
+	_, err := t.tx.NewRaw(`UPDATE mails SET token_id = ? WHERE id = ? AND status = ?`, tokenID, mailID, MailPending).Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres.SetMailToken(%d): %w", mailID, err)
 	}
@@ -235,9 +235,9 @@ type Delivery struct {
 func (t *Tx) FinishMail(ctx context.Context, id int64, d Delivery) error {
 	_, err := t.tx.NewRaw(`UPDATE mails SET status = ?, subject = ?, provider_id = nullif(?, ''),
 		body_text = nullif(?, ''), body_html = nullif(?, ''), error = nullif(?, ''),
-		sent_at = CASE WHEN ? = 'sent' THEN ?::timestamptz END
+		sent_at = CASE WHEN ? THEN ?::timestamptz END
 		WHERE id = ?`, string(d.Status), d.Subject, d.ProviderID, d.Text, d.HTML, d.Error,
-		string(d.Status), d.At, id).Exec(ctx)
+		d.Status == MailSent, d.At, id).Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres.FinishMail(%d): %w", id, err)
 	}

@@ -271,8 +271,8 @@ type StaleMail struct {
 func (s *Store) StaleMails(ctx context.Context, createdBefore time.Time, afterID int64, limit int) ([]StaleMail, error) {
 	var ms []StaleMail
 	err := s.db.NewRaw(`SELECT id, kind, account_id, coalesce(attempt_id, 0) AS attempt_id, coalesce(token_id, 0) AS token_id
-		FROM mails WHERE status = 'pending' AND created_at <= ? AND id > ?
-		ORDER BY id LIMIT ?`, createdBefore, afterID, limit).Scan(ctx, &ms)
+		FROM mails WHERE status = ? AND created_at <= ? AND id > ?
+		ORDER BY id LIMIT ?`, MailPending, createdBefore, afterID, limit).Scan(ctx, &ms)
 	if err != nil {
 		return nil, fmt.Errorf("postgres.StaleMails: %w", err)
 	}
@@ -285,15 +285,15 @@ func (s *Store) StaleMails(ctx context.Context, createdBefore time.Time, afterID
 // deliver a dead link, and queueing it again would issue a link that
 // supersedes the newer email's. It returns how many it dropped.
 func (s *Store) DropDeadVerificationMails(ctx context.Context, createdBefore, now time.Time, limit int) (int, error) {
-	res, err := s.db.NewRaw(`UPDATE mails SET status = 'dropped', error = 'link no longer valid'
+	res, err := s.db.NewRaw(`UPDATE mails SET status = ?, error = 'link no longer valid'
 		WHERE id IN (
 			SELECT m.id FROM mails m
-			WHERE m.status = 'pending' AND m.kind = 'verification' AND m.created_at <= ?
+			WHERE m.status = ? AND m.kind = ? AND m.created_at <= ?
 			  AND NOT EXISTS (SELECT 1 FROM verification_tokens vt WHERE vt.id = m.token_id
 				AND vt.consumed_at IS NULL AND vt.revoked_at IS NULL AND vt.expires_at > ?)
 			ORDER BY m.id LIMIT ?
 			FOR UPDATE OF m SKIP LOCKED)
-		AND status = 'pending'`, createdBefore, now, limit).Exec(ctx)
+		AND status = ?`, MailDropped, MailPending, MailVerification, createdBefore, now, limit, MailPending).Exec(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("postgres.DropDeadVerificationMails: %w", err)
 	}

@@ -38,3 +38,44 @@ func sqlRefusedByLock(now string) string {
 // accountsWithCompany is the FROM clause the fragments that read company
 // settings need.
 const accountsWithCompany = `accounts a JOIN companies c ON c.id = a.company_id`
+
+// Version rules, shared by companies, accounts and retirements (mergeSQL
+// states them through sqlVersionAction):
+//   - a newer version applies;
+//   - the same version is the same event delivered again: unchanged;
+//   - an older version arrived late: stale, nothing changes;
+//   - version 0 is an unversioned import row, which applies only to a
+//     record no versioned event has touched (stored version 0 too).
+const (
+	actionApply     = "apply"
+	actionDuplicate = "duplicate"
+	actionStale     = "stale"
+)
+
+// versionAction is the version rule for a record against the stored row;
+// force (fixtures and seeds) applies whatever the versions.
+func versionAction(version, stored int64, force bool) string {
+	switch {
+	case force, version > stored, version == 0 && stored == 0:
+		return actionApply
+	case version == stored:
+		return actionDuplicate
+	}
+	return actionStale
+}
+
+// sqlVersionAction is versionAction as the WHEN branches of a CASE, for
+// the incoming and stored versions and force given as SQL text.
+func sqlVersionAction(force, version, stored string) string {
+	return `WHEN ` + force + ` OR ` + version + ` > ` + stored + ` OR (` + version + ` = 0 AND ` + stored + ` = 0) THEN '` + actionApply + `'
+			WHEN ` + version + ` = ` + stored + ` THEN '` + actionDuplicate + `'
+			ELSE '` + actionStale + `'`
+}
+
+// sqlAlertedWithin is the negation of policy.AlertDue for one alert mail m,
+// given since = now - the alert window (computed in Go, as AlertDue
+// subtracts): m was created after since, so its recipient is not alerted
+// about the same account again yet.
+func sqlAlertedWithin(since string) string {
+	return `m.created_at > ` + since
+}

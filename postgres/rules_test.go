@@ -237,3 +237,80 @@ func TestSQLRulesAgreeWithPolicy(t *testing.T) {
 			func(d policy.Decision) bool { return d.Outcome.Locked() })
 	}
 }
+
+// TestVersionRuleAgrees holds mergeSQL's version rule (sqlVersionAction,
+// through SyncAccount) and versionAction (through SyncCompany and
+// SyncRetirement) against each other: stored and incoming versions equal,
+// older, newer and unversioned.
+func TestVersionRuleAgrees(t *testing.T) {
+	b := dirSetup(t)
+	outcome := map[string]string{
+		postgres.ActionApply: postgres.SyncUpdated, postgres.ActionDuplicate: postgres.SyncUnchanged, postgres.ActionStale: postgres.SyncStale,
+	}
+	for _, c := range []struct{ stored, incoming int64 }{
+		{3, 2}, {3, 3}, {3, 4}, {0, 0}, {0, 1}, {1, 0},
+	} {
+		want := outcome[postgres.VersionAction(c.incoming, c.stored, false)]
+		name := fmt.Sprintf("stored v%d, incoming v%d", c.stored, c.incoming)
+
+		e := b.employee(testenv.UniqueID("u") + "@example.com")
+		b.sync(t, e, c.stored)
+		e.Name = "改名 " + name
+		if _, got := b.sync(t, e, c.incoming); got != want {
+			t.Errorf("account %s: SQL says %q, Go %q", name, got, want)
+		}
+
+		co := b.companyAt(testenv.UniqueID("co"), "会社")
+		if _, err := b.store.SyncCompany(b.ctx, co, c.stored, dirNow); err != nil {
+			t.Fatal(err)
+		}
+		co.Name = "改名 " + name
+		if got, err := b.store.SyncCompany(b.ctx, co, c.incoming, dirNow); err != nil || got != want {
+			t.Errorf("company %s: %q (%v), want %q", name, got, err, want)
+		}
+	}
+}
+
+// TestAlertRuleAgrees holds AlertRecipientsDue (sqlAlertedWithin) against
+// policy.AlertDue: a recipient alerted about the account exactly one window
+// ago, a microsecond either side of it, long ago, or never.
+func TestAlertRuleAgrees(t *testing.T) {
+	b := dirSetup(t)
+	p := policy.DefaultPolicy()
+	now := dirNow
+	for _, c := range []struct {
+		name string
+		last time.Time // zero: never alerted
+	}{
+		{"never", time.Time{}},
+		{"exactly one window ago", now.Add(-p.AlertWindow)},
+		{"a microsecond inside the window", now.Add(-p.AlertWindow + time.Microsecond)},
+		{"a microsecond past the window", now.Add(-p.AlertWindow - time.Microsecond)},
+		{"just now", now},
+		{"long ago", now.Add(-10 * p.AlertWindow)},
+	} {
+		account, _ := b.sync(t, b.employee(testenv.UniqueID("u")+"@example.com"), 1)
+		recipient, _ := b.sync(t, b.employee(testenv.UniqueID("r")+"@example.com"), 1)
+		if err := b.store.ReplaceLoginNotificationRecipients(b.ctx, b.company, 0, []int64{recipient}, now, ""); err != nil {
+			t.Fatal(err)
+		}
+		if !c.last.IsZero() {
+			if _, err := b.db.Exec(`INSERT INTO mails (kind, company_id, account_id, recipient_account_id, to_address, locale, idempotency_key, created_at)
+				VALUES ($1, $2, $3, $4, 'r@example.com', 'ja', $5, $6)`,
+				string(postgres.MailDormantLoginAlert), b.company, account, recipient, testenv.UniqueID("alert"), c.last); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var due []postgres.Recipient
+		if err := b.store.WithTx(b.ctx, func(tx *postgres.Tx) error {
+			var err error
+			due, err = tx.AlertRecipientsDue(b.ctx, b.company, account, p.AlertWindow, now)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := len(due) == 1 && due[0].AccountID == recipient, policy.AlertDue(p, c.last, now); got != want {
+			t.Errorf("%s: SQL says due %v (%+v), policy %v", c.name, got, due, want)
+		}
+	}
+}

@@ -104,16 +104,16 @@ func (s *Store) Redeem(ctx context.Context, r policy.Redemption) (accountID, not
 			RETURNING a.id
 		), ev AS (
 			INSERT INTO audit_events (company_id, account_id, kind, detail, request_id, occurred_at)
-			SELECT tok.company_id, tok.account_id, 'verification_used', json_build_object('token_id', tok.id), ?, ?
+			SELECT tok.company_id, tok.account_id, ?, json_build_object('token_id', tok.id), ?, ?
 			FROM tok JOIN acct ON acct.id = tok.account_id
 		), notice AS (
 			INSERT INTO mails (kind, company_id, account_id, to_address, locale, idempotency_key, token_id, created_at)
-			SELECT 'unlocked', tok.company_id, tok.account_id, tok.email, tok.locale, 'unlocked:' || tok.id, tok.id, ?
+			SELECT ?, tok.company_id, tok.account_id, tok.email, tok.locale, 'unlocked:' || tok.id, tok.id, ?
 			FROM tok JOIN acct ON acct.id = tok.account_id
 			RETURNING id
 		)
 		SELECT acct.id AS account_id, (SELECT id FROM notice) AS notice_mail_id FROM acct`,
-		r.TokenHash[:], r.CompanyID, r.LoginID, r.At, r.At, r.At, r.RequestID, r.At, r.At).Scan(ctx, &out.AccountID, &out.NoticeMailID)
+		r.TokenHash[:], r.CompanyID, r.LoginID, r.At, r.At, r.At, EventVerificationUsed, r.RequestID, r.At, MailUnlocked, r.At).Scan(ctx, &out.AccountID, &out.NoticeMailID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, 0, ErrTokenRefused
 	}

@@ -15,15 +15,6 @@ import (
 	"github.com/dormancy/dormancy/policy"
 )
 
-// EventUnlocked is an administrator's unlock of one account; the event
-// carries the administrator as actor_account_id.
-const EventUnlocked EventKind = "unlocked"
-
-// EventUnlockExpired is an administrator's unlock that was carried out at
-// or after the deadline its request set (a task that waited past the
-// request's local midnight): nothing was unlocked.
-const EventUnlockExpired EventKind = "unlock_expired"
-
 // Unlock is an administrator's request to unlock locked platform-ID
 // accounts of a company: the accounts named, or all of them.
 type Unlock struct {
@@ -203,8 +194,8 @@ func (s *Store) Unlock(ctx context.Context, u Unlock) (UnlockResult, error) {
 		return t.tx.NewRaw(`SELECT coalesce(array_agg(m.id ORDER BY m.id), '{}')
 			FROM accounts a JOIN mails m ON m.idempotency_key = ? || a.id || ?
 			WHERE a.company_id = ? AND (? OR a.id = ANY(?)) AND a.lock_state = 'unlocked_until'
-			  AND a.unlocked_until = ? AND m.status = 'pending'`,
-			keyPrefix, keySuffix, u.CompanyID, u.All, pgdialect.Array(ids), res.Deadline,
+			  AND a.unlocked_until = ? AND m.status = ?`,
+			keyPrefix, keySuffix, u.CompanyID, u.All, pgdialect.Array(ids), res.Deadline, MailPending,
 		).Scan(ctx, pgdialect.Array(&res.NoticeMailIDs))
 	})
 	if err != nil {

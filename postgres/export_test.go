@@ -1,0 +1,11 @@
+package postgres
+
+// VersionAction lets the external tests hold the SQL version rule against
+// its Go twin.
+var VersionAction = versionAction
+
+const (
+	ActionApply     = actionApply
+	ActionDuplicate = actionDuplicate
+	ActionStale     = actionStale
+)
