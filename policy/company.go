@@ -68,15 +68,30 @@ func DefaultPolicy() Policy {
 	}
 }
 
-// Validate names the first setting that cannot work.
+// Bounds of a company's settings. The upper ones keep a typo (90000 days,
+// a month-long link) from becoming a policy.
+const (
+	MinInactivityPeriod = 24 * time.Hour
+	MaxInactivityPeriod = 3650 * 24 * time.Hour
+	MaxVerificationTTL  = 7 * 24 * time.Hour
+)
+
+// Validate names the first setting that cannot work or is out of bounds;
+// every way a company's settings arrive (the API, tasks, the importer)
+// goes through it.
 func (p Policy) Validate() error {
+	day := 24 * time.Hour
 	switch {
 	case p.Location == nil:
 		return &FieldError{Field: "time_zone", Reason: "missing"}
-	case p.InactivityPeriod < 24*time.Hour:
-		return &FieldError{Field: "inactivity_days", Reason: "must be at least 1 day"}
+	case p.InactivityPeriod < MinInactivityPeriod:
+		return &FieldError{Field: "inactivity_days", Reason: fmt.Sprintf("must be at least %d, got %d", MinInactivityPeriod/day, p.InactivityPeriod/day)}
+	case p.InactivityPeriod > MaxInactivityPeriod:
+		return &FieldError{Field: "inactivity_days", Reason: fmt.Sprintf("must be at most %d, got %d", MaxInactivityPeriod/day, p.InactivityPeriod/day)}
 	case p.VerificationTTL <= 0:
-		return &FieldError{Field: "verification_ttl_seconds", Reason: "must be positive"}
+		return &FieldError{Field: "verification_ttl_seconds", Reason: fmt.Sprintf("must be positive, got %d", p.VerificationTTL/time.Second)}
+	case p.VerificationTTL > MaxVerificationTTL:
+		return &FieldError{Field: "verification_ttl_seconds", Reason: fmt.Sprintf("must be at most %d (7 days), got %d", MaxVerificationTTL/time.Second, p.VerificationTTL/time.Second)}
 	case p.AlertWindow < 0:
 		return &FieldError{Field: "alert_window_seconds", Reason: "must not be negative"}
 	case p.ResendInterval < 0:

@@ -65,10 +65,14 @@ func TestPolicyValidate(t *testing.T) {
 		{"inactivity zero", func(p *policy.Policy) { p.InactivityPeriod = 0 }, "inactivity_days"},
 		{"inactivity negative", func(p *policy.Policy) { p.InactivityPeriod = -90 * 24 * time.Hour }, "inactivity_days"},
 		{"inactivity 365 days", func(p *policy.Policy) { p.InactivityPeriod = 365 * 24 * time.Hour }, ""},
+		{"inactivity at the maximum", func(p *policy.Policy) { p.InactivityPeriod = policy.MaxInactivityPeriod }, ""},
+		{"inactivity a day past the maximum", func(p *policy.Policy) { p.InactivityPeriod = policy.MaxInactivityPeriod + 24*time.Hour }, "inactivity_days"},
 
 		{"verification TTL 1ns", func(p *policy.Policy) { p.VerificationTTL = 1 }, ""},
 		{"verification TTL zero", func(p *policy.Policy) { p.VerificationTTL = 0 }, "verification_ttl_seconds"},
 		{"verification TTL negative", func(p *policy.Policy) { p.VerificationTTL = -time.Hour }, "verification_ttl_seconds"},
+		{"verification TTL at the maximum", func(p *policy.Policy) { p.VerificationTTL = policy.MaxVerificationTTL }, ""},
+		{"verification TTL past the maximum", func(p *policy.Policy) { p.VerificationTTL = policy.MaxVerificationTTL + time.Second }, "verification_ttl_seconds"},
 
 		{"alert window zero", func(p *policy.Policy) { p.AlertWindow = 0 }, ""},
 		{"alert window negative", func(p *policy.Policy) { p.AlertWindow = -1 }, "alert_window_seconds"},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/mail"
 	"slices"
@@ -42,11 +43,11 @@ type DirectoryResult struct {
 	Outcome   string
 }
 
-// Limits of company settings. They keep a typo (90000 days, a month-long
-// link) from becoming a policy.
+// Limits of company settings, in the payload's units; the bounds
+// themselves are policy's (policy.Policy.Validate).
 const (
-	MaxInactivityDays         = 3650
-	MaxVerificationTTLSeconds = 7 * 24 * 60 * 60
+	MaxInactivityDays         = int(policy.MaxInactivityPeriod / (24 * time.Hour))
+	MaxVerificationTTLSeconds = int(policy.MaxVerificationTTL / time.Second)
 	MaxPrelockWarningDay      = 365
 	MaxPrelockWarnings        = 10
 	MaxFallbackContact        = 500
@@ -153,23 +154,14 @@ func (c *Company) PolicyCompany() (policy.Company, error) {
 		return policy.Company{}, err
 	}
 
+	// Zero means "the default" unless the host wrote the zero; the bounds
+	// are checked by the policy below.
 	days := c.InactivityDays
-	switch {
-	case days < 0 || zeroGiven("inactivity_days"):
-		return policy.Company{}, &FieldError{Field: "inactivity_days", Reason: fmt.Sprintf("must be at least 1, got %d", days)}
-	case days > MaxInactivityDays:
-		return policy.Company{}, &FieldError{Field: "inactivity_days", Reason: fmt.Sprintf("must be at most %d, got %d", MaxInactivityDays, days)}
-	case days == 0:
+	if days == 0 && !zeroGiven("inactivity_days") {
 		days = int(policy.DefaultInactivityPeriod / (24 * time.Hour))
 	}
-
 	ttl := c.VerificationTTLSeconds
-	switch {
-	case ttl < 0 || zeroGiven("verification_ttl_seconds"):
-		return policy.Company{}, &FieldError{Field: "verification_ttl_seconds", Reason: fmt.Sprintf("must be positive, got %d", ttl)}
-	case ttl > MaxVerificationTTLSeconds:
-		return policy.Company{}, &FieldError{Field: "verification_ttl_seconds", Reason: fmt.Sprintf("must be at most %d (7 days), got %d", MaxVerificationTTLSeconds, ttl)}
-	case ttl == 0:
+	if ttl == 0 && !zeroGiven("verification_ttl_seconds") {
 		ttl = int(policy.DefaultVerificationTTL / time.Second)
 	}
 
@@ -183,19 +175,31 @@ func (c *Company) PolicyCompany() (policy.Company, error) {
 		return policy.Company{}, &FieldError{Field: "locale", Reason: fmt.Sprintf("unknown locale %q (want ja or en)", short(c.Locale))}
 	}
 
+	pol := policy.Policy{
+		Location:         loc,
+		InactivityPeriod: time.Duration(days) * 24 * time.Hour,
+		VerificationTTL:  time.Duration(ttl) * time.Second,
+		Locale:           locale,
+	}
+	// The defaults of the settings the host does not set, so that the
+	// policy's bounds of those hold too.
+	def := policy.DefaultPolicy()
+	checked := pol
+	checked.AlertWindow, checked.ResendInterval = def.AlertWindow, def.ResendInterval
+	var pf *policy.FieldError
+	if err := checked.Validate(); errors.As(err, &pf) {
+		return policy.Company{}, &FieldError{Field: pf.Field, Reason: pf.Reason}
+	} else if err != nil {
+		return policy.Company{}, err
+	}
 	warn, err := checkPrelockDays(c.PrelockWarningDays, days)
 	if err != nil {
 		return policy.Company{}, err
 	}
 	return policy.Company{
-		ID:   c.CompanyID,
-		Name: c.Name,
-		Policy: policy.Policy{
-			Location:         loc,
-			InactivityPeriod: time.Duration(days) * 24 * time.Hour,
-			VerificationTTL:  time.Duration(ttl) * time.Second,
-			Locale:           locale,
-		},
+		ID:                 c.CompanyID,
+		Name:               c.Name,
+		Policy:             pol,
 		PrelockWarningDays: warn,
 		FallbackContact:    c.FallbackContact,
 	}, nil
