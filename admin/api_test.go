@@ -36,7 +36,7 @@ func TestAPIValidation(t *testing.T) {
 		{"time far in the future", "POST", attempts, fmt.Sprintf(`{"company_id":%q,"login_id":"y","method":"password","at":"2500-01-01T00:00:00Z"}`, b.a.id), 400, codeInvalidField, "at"},
 		{"time far in the past", "POST", attempts, fmt.Sprintf(`{"company_id":%q,"login_id":"y","method":"password","at":"2020-01-01T00:00:00Z"}`, b.a.id), 400, codeInvalidField, "at"},
 		{"trailing data", "POST", attempts, `{"company_id":"x","login_id":"y","method":"password"} {}`, 400, codeInvalidJSON, "body"},
-		{"oversized", "POST", attempts, `{"company_id":"` + strings.Repeat("x", MaxBodyBytes) + `"}`, 400, codeBodyTooLarge, "body"},
+		{"oversized", "POST", attempts, `{"company_id":"` + strings.Repeat("x", MaxBodyBytes) + `"}`, 413, codeBodyTooLarge, "body"},
 		{"bad method", "POST", attempts, `{"company_id":"x","login_id":"y","method":"telepathy"}`, 400, codeInvalidField, "method"},
 		{"bad ip", "POST", attempts, `{"company_id":"x","login_id":"y","method":"password","ip":"nope"}`, 400, codeInvalidField, "ip"},
 		{"unknown account", "POST", attempts, fmt.Sprintf(`{"company_id":%q,"login_id":"nobody","method":"password"}`, b.a.id), 404, codeNotFound, ""},
@@ -301,4 +301,64 @@ func jsonFields(t reflect.Type) []string {
 
 func auditLocked(company string) postgres.Event {
 	return postgres.Event{Kind: postgres.EventLocked, CompanyID: company, OccurredAt: start}
+}
+
+// TestMonitoringRefusesCrossOrigin: the operator's browser remembers the
+// basic credentials, so a page on another site could drive Asynqmon's
+// buttons; it is refused and the queue stays as it was, while the same
+// change from the dashboard itself goes through. Nobody may frame it.
+func TestMonitoringRefusesCrossOrigin(t *testing.T) {
+	b := setup(t)
+	queue := testenv.UniqueID("mon")
+	c := asynq.NewClient(testenv.RedisOpt())
+	defer c.Close()
+	if _, err := c.Enqueue(asynq.NewTask("noop", nil), asynq.Queue(queue)); err != nil {
+		t.Fatal(err)
+	}
+	pause := func(site, origin string) int {
+		r := newRequest("POST", "/monitoring/api/queues/"+queue+":pause")
+		r.SetBasicAuth(operatorUser, operatorPass)
+		r.Header.Set("Sec-Fetch-Site", site)
+		r.Header.Set("Origin", origin)
+		return b.serve(r).Code
+	}
+	paused := func() bool {
+		info, err := b.inspect.GetQueueInfo(queue)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.Paused
+	}
+	if code := pause("cross-site", "https://evil.example"); code != http.StatusForbidden || paused() {
+		t.Errorf("cross-origin pause: %d, paused %v; want 403 and not paused", code, paused())
+	}
+	if code := pause("same-origin", "http://example.com"); code/100 != 2 || !paused() {
+		t.Errorf("same-origin pause: %d, paused %v; want it done", code, paused())
+	}
+	r := newRequest("GET", "/monitoring/")
+	r.SetBasicAuth(operatorUser, operatorPass)
+	h := b.serve(r).Header()
+	if h.Get("X-Frame-Options") != "DENY" || !strings.Contains(h.Get("Content-Security-Policy"), "frame-ancestors 'none'") {
+		t.Errorf("monitoring may be framed: %v", h)
+	}
+
+	// Read-only (the command's default) refuses the change even from the
+	// dashboard's own origin.
+	ro, err := New(Config{Store: b.store, Redis: testenv.RedisOpt(), LinkSecret: testSecret, MonitoringReadOnly: true,
+		OperatorUser: operatorUser, OperatorPassword: operatorPass, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if err := b.inspect.UnpauseQueue(queue); err != nil {
+		t.Fatal(err)
+	}
+	w := newRecorder()
+	r = newRequest("POST", "/monitoring/api/queues/"+queue+":pause")
+	r.SetBasicAuth(operatorUser, operatorPass)
+	r.Header.Set("Sec-Fetch-Site", "same-origin")
+	ro.ServeHTTP(w, r)
+	if w.Code/100 == 2 || paused() {
+		t.Errorf("read-only pause: %d, paused %v", w.Code, paused())
+	}
 }

@@ -126,7 +126,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
-		return &apiError{Status: http.StatusBadRequest, Code: codeBodyTooLarge, Field: "body",
+		return &apiError{Status: http.StatusRequestEntityTooLarge, Code: codeBodyTooLarge, Field: "body",
 			Message: fmt.Sprintf("body: larger than %d bytes", MaxBodyBytes)}
 	}
 	if err != nil {

@@ -12,7 +12,7 @@ func TestAdminConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Admin.Addr != "127.0.0.1:8081" || c.Admin.MonitoringReadOnly || c.Admin.LinkSecret != nil || c.Admin.SessionTTL.Hours() != 8 {
+	if c.Admin.Addr != "127.0.0.1:8081" || !c.Admin.MonitoringReadOnly || c.Admin.LinkSecret != nil || c.Admin.SessionTTL.Hours() != 8 {
 		t.Errorf("defaults: %+v", c.Admin)
 	}
 	bad := map[string]string{

@@ -81,7 +81,7 @@ var envVars = []envVar{
 	{"ADMIN_ADDR", "127.0.0.1:8081", "address the admin server listens on"},
 	{"ADMIN_OPERATOR_USER", "", "operator user for /monitoring/, /metrics and /dev/mailbox; empty closes them"},
 	{"ADMIN_OPERATOR_PASSWORD", "", "operator password (HTTP basic authentication)"},
-	{"ADMIN_MONITORING_READONLY", "false", "true hides Asynqmon's buttons that change queues"},
+	{"ADMIN_MONITORING_READONLY", "true", "false shows Asynqmon's buttons that change queues (pause, delete, run)"},
 	{"ADMIN_LINK_SECRET", "", "HMAC secret shared with the host for signed admin links (>= 32 bytes); required unless mail is in dev mode"},
 	{"ADMIN_SESSION_TTL", "8h", "how long an administrator's session lasts"},
 	{"ADMIN_INSECURE_COOKIES", "false", "true drops Secure from the session cookie (plain HTTP development only)"},
