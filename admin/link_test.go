@@ -102,6 +102,10 @@ func TestLinkLocaleAndLogout(t *testing.T) {
 	if w := b.page(s, "GET", "/admin/employees", nil); w.Code != http.StatusUnauthorized {
 		t.Errorf("after logout: %d, want 401", w.Code)
 	}
+	// The link is still within its lifetime, and stays used.
+	if w := b.serve(linkRequest(u)); w.Code != http.StatusForbidden || len(w.Result().Cookies()) != 0 {
+		t.Errorf("the link again after logout: %d, want 403 and no session", w.Code)
+	}
 	if _, err := SignLink(testSecret, "http://x", Link{CompanyID: "c", AccountID: 1, Nonce: "short"}); err == nil {
 		t.Error("a short nonce was signed")
 	}

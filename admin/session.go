@@ -145,6 +145,7 @@ func (s *Server) pageLogin(w http.ResponseWriter, r *http.Request) {
 	sess := postgres.AdminSession{
 		TokenHash: sha256.Sum256(token[:]), LinkNonce: link.Nonce, CompanyID: link.CompanyID,
 		AccountID: link.AccountID, Locale: link.Locale, CreatedAt: now, ExpiresAt: now.Add(s.cfg.SessionTTL),
+		LinkExpiresAt: link.Expires,
 	}
 	if err := s.store.CreateAdminSession(ctx, sess); err != nil {
 		if errors.Is(err, postgres.ErrLinkUsed) {

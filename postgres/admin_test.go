@@ -472,6 +472,7 @@ func TestAdminSessions(t *testing.T) {
 	s := postgres.AdminSession{
 		TokenHash: sha256.Sum256([]byte(testenv.UniqueID("token"))), LinkNonce: testenv.UniqueID("nonce"),
 		CompanyID: b.company, AccountID: actor, Locale: policy.LocaleEN, CreatedAt: adminNow, ExpiresAt: adminNow.Add(time.Hour),
+		LinkExpiresAt: adminNow.Add(15 * time.Minute),
 	}
 	if err := b.store.CreateAdminSession(b.ctx, s); err != nil {
 		t.Fatal(err)
@@ -496,6 +497,21 @@ func TestAdminSessions(t *testing.T) {
 	}
 	if _, err := b.store.AdminSessionByHash(b.ctx, s.TokenHash, adminNow); !errors.Is(err, postgres.ErrNotFound) {
 		t.Errorf("deleted session: %v", err)
+	}
+	// The link stays used after its session is gone (logout), and after a
+	// later session's creation purged the expired sessions, for as long as
+	// the link lives.
+	if err := b.store.CreateAdminSession(b.ctx, again); !errors.Is(err, postgres.ErrLinkUsed) {
+		t.Errorf("the link after its session was deleted: %v, want ErrLinkUsed", err)
+	}
+	other := s
+	other.TokenHash, other.LinkNonce = sha256.Sum256([]byte(testenv.UniqueID("t"))), testenv.UniqueID("nonce")
+	other.CreatedAt, other.ExpiresAt, other.LinkExpiresAt = adminNow.Add(2*time.Hour), adminNow.Add(3*time.Hour), adminNow.Add(2*time.Hour+time.Minute)
+	if err := b.store.CreateAdminSession(b.ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.store.CreateAdminSession(b.ctx, again); !errors.Is(err, postgres.ErrLinkUsed) {
+		t.Errorf("the link after the purge of expired sessions: %v, want ErrLinkUsed", err)
 	}
 }
 

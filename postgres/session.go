@@ -22,19 +22,30 @@ type AdminSession struct {
 	Locale    policy.Locale
 	CreatedAt time.Time
 	ExpiresAt time.Time
+	// LinkExpiresAt is when the link that opened the session expires: its
+	// nonce is kept until then (admin_link_nonces).
+	LinkExpiresAt time.Time
 }
 
 // ErrLinkUsed is returned when a signed link already opened a session.
 var ErrLinkUsed = errors.New("signed link already used")
 
-// CreateAdminSession stores a session. A link nonce that opened a session
-// before is ErrLinkUsed: a signed link works once. Sessions that ended a
-// day ago are cleared on the way.
+// CreateAdminSession stores a session. A link nonce used before, whatever
+// became of the session it opened, is ErrLinkUsed: a signed link works
+// once for its whole life. Sessions that ended a day ago, and the nonces of
+// links expired a day ago (refused by their expiry by then), are cleared on
+// the way.
 func (s *Store) CreateAdminSession(ctx context.Context, a AdminSession) error {
-	_, err := s.db.NewRaw(`WITH purge AS (DELETE FROM admin_sessions WHERE expires_at < ?)
+	if a.LinkExpiresAt.IsZero() {
+		return fmt.Errorf("postgres.CreateAdminSession(%q): the link's expiry is missing", a.CompanyID)
+	}
+	dayAgo := a.CreatedAt.Add(-24 * time.Hour)
+	_, err := s.db.NewRaw(`WITH purge AS (DELETE FROM admin_sessions WHERE expires_at < ?),
+		purge_nonces AS (DELETE FROM admin_link_nonces WHERE link_expires_at < ?),
+		nonce AS (INSERT INTO admin_link_nonces (nonce, link_expires_at, used_at) VALUES (?, ?, ?) RETURNING nonce)
 		INSERT INTO admin_sessions (token_hash, link_nonce, company_id, account_id, locale, created_at, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, a.CreatedAt.Add(-24*time.Hour),
-		a.TokenHash[:], a.LinkNonce, a.CompanyID, a.AccountID, string(a.Locale), a.CreatedAt, a.ExpiresAt).Exec(ctx)
+		SELECT ?, nonce, ?, ?, ?, ?, ? FROM nonce`, dayAgo, dayAgo, a.LinkNonce, a.LinkExpiresAt, a.CreatedAt,
+		a.TokenHash[:], a.CompanyID, a.AccountID, string(a.Locale), a.CreatedAt, a.ExpiresAt).Exec(ctx)
 	var pgErr pgdriver.Error
 	if errors.As(err, &pgErr) && pgErr.Field('C') == "23505" {
 		return fmt.Errorf("postgres.CreateAdminSession(%q): %w", a.CompanyID, ErrLinkUsed)
