@@ -118,3 +118,38 @@ func linkRequest(target string) *http.Request {
 	}
 	return newRequest("GET", u.RequestURI())
 }
+
+// TestSessionEndsWithTheRight: a session whose administrator loses the
+// permission, retires or is locked ends there; giving the right back does
+// not bring the old cookie back. A session unused for ADMIN_SESSION_IDLE
+// ends too, and each request keeps it alive.
+func TestSessionEndsWithTheRight(t *testing.T) {
+	b := setup(t)
+	for name, c := range map[string]struct{ take, give string }{
+		"permission removed": {`UPDATE accounts SET can_manage_employees = false WHERE id = $1`, `UPDATE accounts SET can_manage_employees = true WHERE id = $1`},
+		"retired":            {`UPDATE accounts SET status = 'retired', retired_at = now() WHERE id = $1`, `UPDATE accounts SET status = 'active', retired_at = NULL WHERE id = $1`},
+		"locked":             {`UPDATE accounts SET lock_state = 'locked', lock_reason = 'dormant', locked_at = '2026-01-01' WHERE id = $1`, `UPDATE accounts SET lock_state = 'active', lock_reason = NULL, locked_at = NULL WHERE id = $1`},
+	} {
+		s := b.login(t, b.a.id, b.a.admin)
+		b.exec(t, c.take, b.a.admin)
+		if w := b.page(s, "GET", "/admin/employees", nil); w.Code != http.StatusForbidden {
+			t.Errorf("%s: %d, want 403", name, w.Code)
+		}
+		b.exec(t, c.give, b.a.admin)
+		if w := b.page(s, "GET", "/admin/employees", nil); w.Code != http.StatusUnauthorized {
+			t.Errorf("%s, then given back: %d, want 401 (the session ended)", name, w.Code)
+		}
+	}
+
+	s := b.login(t, b.a.id, b.a.admin)
+	for range 3 {
+		b.clock.Add(20 * time.Minute)
+		if w := b.page(s, "GET", "/admin/employees", nil); w.Code != http.StatusOK {
+			t.Fatalf("session used every 20 minutes: %d", w.Code)
+		}
+	}
+	b.clock.Add(31 * time.Minute)
+	if w := b.page(s, "GET", "/admin/employees", nil); w.Code != http.StatusUnauthorized {
+		t.Errorf("session idle for 31 minutes: %d, want 401", w.Code)
+	}
+}

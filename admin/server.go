@@ -54,7 +54,9 @@ type Config struct {
 	// MaxLinkTTL is the longest lifetime a signed link may claim (15 min
 	// when 0), so a host cannot mint a link that works for a day.
 	SessionTTL time.Duration
-	MaxLinkTTL time.Duration
+	// SessionIdle ends a session unused for this long (30 min when 0).
+	SessionIdle time.Duration
+	MaxLinkTTL  time.Duration
 	// InsecureCookies drops the Secure attribute from the session cookie,
 	// for plain-HTTP development on a host name browsers do not trust.
 	InsecureCookies bool
@@ -97,6 +99,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = 8 * time.Hour
+	}
+	if cfg.SessionIdle <= 0 {
+		cfg.SessionIdle = 30 * time.Minute
 	}
 	if cfg.MaxLinkTTL <= 0 {
 		cfg.MaxLinkTTL = 15 * time.Minute

@@ -60,7 +60,7 @@ func (s *Server) requireSession(next http.Handler) http.Handler {
 			return
 		}
 		hash := sha256.Sum256(raw)
-		sess, err := s.store.AdminSessionByHash(ctx, hash, s.now())
+		sess, err := s.store.AdminSessionByHash(ctx, hash, s.now(), s.cfg.SessionIdle)
 		if errors.Is(err, postgres.ErrNotFound) {
 			s.renderStatus(w, r, locale, http.StatusUnauthorized, "err_no_session")
 			return
@@ -76,6 +76,16 @@ func (s *Server) requireSession(next http.Handler) http.Handler {
 			return
 		}
 		if !actor.Administers(sess.CompanyID) {
+			// The right to the session is gone (permission removed,
+			// retired, locked, or gone dormant): the session ends, so
+			// giving the right back does not revive an old cookie.
+			if err := s.store.DeleteAdminSession(ctx, hash); err != nil {
+				s.pageError(w, r, locale, err)
+				return
+			}
+			s.log.InfoContext(ctx, "admin: session ended: the administrator may no longer act",
+				slog.String("company_id", sess.CompanyID), slog.Int64("account_id", sess.AccountID),
+				slog.String("request_id", requestID(ctx)))
 			s.renderStatus(w, r, locale, http.StatusForbidden, "err_forbidden")
 			return
 		}

@@ -14,3 +14,9 @@ CREATE INDEX admin_link_nonces_expires ON admin_link_nonces (link_expires_at);
 INSERT INTO admin_link_nonces (nonce, link_expires_at, used_at)
 SELECT link_nonce, created_at + interval '30 days', created_at FROM admin_sessions
 ON CONFLICT DO NOTHING;
+
+-- A session ends after ADMIN_SESSION_IDLE without a request, beside its
+-- absolute lifetime.
+ALTER TABLE admin_sessions ADD COLUMN last_seen_at timestamptz;
+UPDATE admin_sessions SET last_seen_at = created_at;
+ALTER TABLE admin_sessions ALTER COLUMN last_seen_at SET NOT NULL;

@@ -477,7 +477,8 @@ func TestAdminSessions(t *testing.T) {
 	if err := b.store.CreateAdminSession(b.ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	got, err := b.store.AdminSessionByHash(b.ctx, s.TokenHash, adminNow)
+	const idle = 30 * time.Minute
+	got, err := b.store.AdminSessionByHash(b.ctx, s.TokenHash, adminNow, idle)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -489,13 +490,21 @@ func TestAdminSessions(t *testing.T) {
 	if err := b.store.CreateAdminSession(b.ctx, again); !errors.Is(err, postgres.ErrLinkUsed) {
 		t.Errorf("second session from one link: %v, want ErrLinkUsed", err)
 	}
-	if _, err := b.store.AdminSessionByHash(b.ctx, s.TokenHash, adminNow.Add(time.Hour)); !errors.Is(err, postgres.ErrNotFound) {
+	// Used 20 minutes later it lives on; 31 minutes after that use it has
+	// ended, though its lifetime has not.
+	if _, err := b.store.AdminSessionByHash(b.ctx, s.TokenHash, adminNow.Add(20*time.Minute), idle); err != nil {
+		t.Errorf("session used within the idle time: %v", err)
+	}
+	if _, err := b.store.AdminSessionByHash(b.ctx, s.TokenHash, adminNow.Add(51*time.Minute), idle); !errors.Is(err, postgres.ErrNotFound) {
+		t.Errorf("idle session: %v, want ErrNotFound", err)
+	}
+	if _, err := b.store.AdminSessionByHash(b.ctx, s.TokenHash, adminNow.Add(time.Hour), 2*time.Hour); !errors.Is(err, postgres.ErrNotFound) {
 		t.Errorf("expired session: %v", err)
 	}
 	if err := b.store.DeleteAdminSession(b.ctx, s.TokenHash); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.store.AdminSessionByHash(b.ctx, s.TokenHash, adminNow); !errors.Is(err, postgres.ErrNotFound) {
+	if _, err := b.store.AdminSessionByHash(b.ctx, s.TokenHash, adminNow, idle); !errors.Is(err, postgres.ErrNotFound) {
 		t.Errorf("deleted session: %v", err)
 	}
 	// The link stays used after its session is gone (logout), and after a

@@ -43,9 +43,9 @@ func (s *Store) CreateAdminSession(ctx context.Context, a AdminSession) error {
 	_, err := s.db.NewRaw(`WITH purge AS (DELETE FROM admin_sessions WHERE expires_at < ?),
 		purge_nonces AS (DELETE FROM admin_link_nonces WHERE link_expires_at < ?),
 		nonce AS (INSERT INTO admin_link_nonces (nonce, link_expires_at, used_at) VALUES (?, ?, ?) RETURNING nonce)
-		INSERT INTO admin_sessions (token_hash, link_nonce, company_id, account_id, locale, created_at, expires_at)
-		SELECT ?, nonce, ?, ?, ?, ?, ? FROM nonce`, dayAgo, dayAgo, a.LinkNonce, a.LinkExpiresAt, a.CreatedAt,
-		a.TokenHash[:], a.CompanyID, a.AccountID, string(a.Locale), a.CreatedAt, a.ExpiresAt).Exec(ctx)
+		INSERT INTO admin_sessions (token_hash, link_nonce, company_id, account_id, locale, created_at, expires_at, last_seen_at)
+		SELECT ?, nonce, ?, ?, ?, ?, ?, ? FROM nonce`, dayAgo, dayAgo, a.LinkNonce, a.LinkExpiresAt, a.CreatedAt,
+		a.TokenHash[:], a.CompanyID, a.AccountID, string(a.Locale), a.CreatedAt, a.ExpiresAt, a.CreatedAt).Exec(ctx)
 	var pgErr pgdriver.Error
 	if errors.As(err, &pgErr) && pgErr.Field('C') == "23505" {
 		return fmt.Errorf("postgres.CreateAdminSession(%q): %w", a.CompanyID, ErrLinkUsed)
@@ -56,8 +56,10 @@ func (s *Store) CreateAdminSession(ctx context.Context, a AdminSession) error {
 	return nil
 }
 
-// AdminSessionByHash returns the live session with this token hash.
-func (s *Store) AdminSessionByHash(ctx context.Context, hash [sha256.Size]byte, now time.Time) (AdminSession, error) {
+// AdminSessionByHash returns the live session with this token hash, and
+// counts this request as its latest: a session is live until its absolute
+// expiry and while it has been used within idle.
+func (s *Store) AdminSessionByHash(ctx context.Context, hash [sha256.Size]byte, now time.Time, idle time.Duration) (AdminSession, error) {
 	var r struct {
 		LinkNonce string
 		CompanyID string
@@ -66,8 +68,10 @@ func (s *Store) AdminSessionByHash(ctx context.Context, hash [sha256.Size]byte, 
 		CreatedAt time.Time
 		ExpiresAt time.Time
 	}
-	err := s.db.NewRaw(`SELECT link_nonce, company_id, account_id, locale, created_at, expires_at
-		FROM admin_sessions WHERE token_hash = ? AND expires_at > ?`, hash[:], now).Scan(ctx, &r)
+	err := s.db.NewRaw(`UPDATE admin_sessions SET last_seen_at = greatest(last_seen_at, ?)
+		WHERE token_hash = ? AND expires_at > ? AND last_seen_at > ?
+		RETURNING link_nonce, company_id, account_id, locale, created_at, expires_at`,
+		now, hash[:], now, now.Add(-idle)).Scan(ctx, &r)
 	if errors.Is(err, sql.ErrNoRows) {
 		return AdminSession{}, fmt.Errorf("postgres.AdminSessionByHash: %w", ErrNotFound)
 	}

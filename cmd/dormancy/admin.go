@@ -25,6 +25,7 @@ type AdminConfig struct {
 	// whether that may start.
 	LinkSecret      []byte
 	SessionTTL      time.Duration
+	SessionIdle     time.Duration
 	InsecureCookies bool
 }
 
@@ -56,6 +57,11 @@ func loadAdminConfig(get func(string) string, bad func(string, error)) AdminConf
 	} else {
 		c.SessionTTL = d
 	}
+	if d, err := time.ParseDuration(get("ADMIN_SESSION_IDLE")); err != nil || d < time.Minute || d > c.SessionTTL && c.SessionTTL > 0 {
+		bad("ADMIN_SESSION_IDLE", fmt.Errorf("want a duration from 1m up to ADMIN_SESSION_TTL, got %q", get("ADMIN_SESSION_IDLE")))
+	} else {
+		c.SessionIdle = d
+	}
 	return c
 }
 
@@ -85,7 +91,7 @@ func runAdmin(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		Store: store, Redis: cfg.Redis, LinkSecret: secret,
 		OperatorUser: cfg.Admin.OperatorUser, OperatorPassword: cfg.Admin.OperatorPassword,
 		MonitoringReadOnly: cfg.Admin.MonitoringReadOnly, DevMailbox: dev,
-		SessionTTL: cfg.Admin.SessionTTL, InsecureCookies: cfg.Admin.InsecureCookies, Logger: log,
+		SessionTTL: cfg.Admin.SessionTTL, SessionIdle: cfg.Admin.SessionIdle, InsecureCookies: cfg.Admin.InsecureCookies, Logger: log,
 	})
 	if err != nil {
 		return err

@@ -84,6 +84,7 @@ var envVars = []envVar{
 	{"ADMIN_MONITORING_READONLY", "true", "false shows Asynqmon's buttons that change queues (pause, delete, run)"},
 	{"ADMIN_LINK_SECRET", "", "HMAC secret shared with the host for signed admin links (>= 32 bytes); required unless mail is in dev mode"},
 	{"ADMIN_SESSION_TTL", "8h", "how long an administrator's session lasts"},
+	{"ADMIN_SESSION_IDLE", "30m", "an administrator's session ends after this long without a request"},
 	{"ADMIN_INSECURE_COOKIES", "false", "true drops Secure from the session cookie (plain HTTP development only)"},
 }
 
