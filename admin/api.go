@@ -115,6 +115,9 @@ func (s *Server) apiLoginAttempt(w http.ResponseWriter, r *http.Request) (int, a
 	if err := p.CheckTime(s.now()); err != nil {
 		return 0, nil, err
 	}
+	if err := inScope(r.Context(), p.CompanyID); err != nil {
+		return 0, nil, errNotFound("no such account in this company")
+	}
 	res, err := s.host.Login(r.Context(), p)
 	if errors.Is(err, policy.ErrNotFound) {
 		return 0, nil, errNotFound("no such account in this company")
@@ -162,6 +165,9 @@ func (s *Server) apiRedeem(w http.ResponseWriter, r *http.Request) (int, any, er
 	}
 	if p.RequestID == "" {
 		p.RequestID = requestID(r.Context())
+	}
+	if err := inScope(r.Context(), p.CompanyID); err != nil {
+		return 0, nil, err
 	}
 	res, err := s.host.Redeem(r.Context(), p.CompanyID, p.LoginID, p.Token, p.RequestID)
 	if err != nil {

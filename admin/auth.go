@@ -16,6 +16,7 @@ import (
 
 	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/postgres"
+	"github.com/dormancy/dormancy/tasks"
 )
 
 // APIKeyPrefix starts every API key, so a leaked key is recognisable in
@@ -34,18 +35,40 @@ func NewAPIKey(random io.Reader) (key, shown string, hash [sha256.Size]byte, err
 }
 
 // CreateAPIKey makes a key named name and stores its hash; the key itself
-// is returned once and kept nowhere.
-func CreateAPIKey(ctx context.Context, store *postgres.Store, random io.Reader, name string, now time.Time) (id int64, key string, err error) {
+// is returned once and kept nowhere. companies scopes the key to those
+// companies (any other is 404 to it); nil makes it platform-wide.
+func CreateAPIKey(ctx context.Context, store *postgres.Store, random io.Reader, name string, companies []string, now time.Time) (id int64, key string, err error) {
 	name = strings.TrimSpace(name)
 	if name == "" || len(name) > 100 {
 		return 0, "", errors.New("admin.CreateAPIKey: the name must be 1 to 100 bytes")
+	}
+	if companies != nil && len(companies) == 0 {
+		return 0, "", errors.New("admin.CreateAPIKey: name at least one company, or make the key platform-wide")
+	}
+	for _, c := range companies {
+		if err := tasks.CheckCompanyID(c); err != nil {
+			return 0, "", fmt.Errorf("admin.CreateAPIKey: %w", err)
+		}
 	}
 	key, shown, hash, err := NewAPIKey(random)
 	if err != nil {
 		return 0, "", err
 	}
-	id, err = store.CreateAPIKey(ctx, name, shown, hash, now)
+	id, err = store.CreateAPIKey(ctx, name, shown, hash, companies, now)
 	return id, key, err
+}
+
+type apiKeyKey struct{}
+
+// inScope refuses a company outside the request's API key scope as not
+// found: a key scoped to some companies learns nothing of the others, not
+// even that they exist.
+func inScope(ctx context.Context, companyID string) error {
+	k, _ := ctx.Value(apiKeyKey{}).(postgres.APIKey)
+	if !k.Allows(companyID) {
+		return errNotFound("not found")
+	}
+	return nil
 }
 
 type actorKey struct{}
@@ -65,7 +88,8 @@ func (s *Server) requireAPIKey(withActor bool, next http.Handler) http.Handler {
 			writeError(w, errUnauthorized("an API key is required: Authorization: Bearer dmy_..."))
 			return
 		}
-		if _, err := s.store.APIKeyByHash(r.Context(), sha256.Sum256([]byte(key)), s.now()); err != nil {
+		apiKey, err := s.store.APIKeyByHash(r.Context(), sha256.Sum256([]byte(key)), s.now())
+		if err != nil {
 			if !errors.Is(err, postgres.ErrNotFound) {
 				s.log.ErrorContext(r.Context(), "admin: api key lookup", slog.String("error", err.Error()))
 				writeError(w, toAPIError(err))
@@ -74,6 +98,17 @@ func (s *Server) requireAPIKey(withActor bool, next http.Handler) http.Handler {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="dormancy", error="invalid_token"`)
 			writeError(w, errUnauthorized("the API key is unknown or revoked"))
 			return
+		}
+		ctx := context.WithValue(r.Context(), apiKeyKey{}, apiKey)
+		r = r.WithContext(ctx)
+		// Every route with a company in its path is held to the key's
+		// scope here; bodies that name a company are checked by their
+		// handlers (inScope).
+		if id := r.PathValue("id"); id != "" && strings.Contains(r.Pattern, "/companies/{id}") {
+			if err := inScope(ctx, id); err != nil {
+				writeError(w, toAPIError(err))
+				return
+			}
 		}
 		if !withActor {
 			next.ServeHTTP(w, r)
@@ -94,7 +129,13 @@ func (s *Server) requireAPIKey(withActor bool, next http.Handler) http.Handler {
 			writeError(w, toAPIError(err))
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, actor)))
+		// An actor of a company outside the key's scope is no one the key
+		// may speak for.
+		if err := inScope(ctx, actor.CompanyID); err != nil {
+			writeError(w, toAPIError(err))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, actorKey{}, actor)))
 	})
 }
 

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dormancy/dormancy/internal/testenv"
 	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/tasks"
 )
@@ -354,4 +356,54 @@ func loginIDOf(t *testing.T, b *testBundle, account int64) string {
 		t.Fatal(err)
 	}
 	return login
+}
+
+// TestScopedAPIKey: a key scoped to company A answers 404 for company B on
+// every route, whether B is in the path, in the body or is the actor's
+// company, and changes nothing there; it works for A.
+func TestScopedAPIKey(t *testing.T) {
+	b := setup(t)
+	_, key, err := CreateAPIKey(b.ctx, b.store, rand.Reader, "scoped host", []string{b.a.id}, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, co := range []company{b.a, b.b} {
+		want := http.StatusNotFound
+		if co.id == b.a.id {
+			want = 0 // anything but 404
+		}
+		login := loginIDOf(t, b, co.member)
+		cases := []struct {
+			method, path, body string
+			actor              int64
+		}{
+			{"POST", "/api/v1/login-attempts", fmt.Sprintf(`{"company_id":%q,"login_id":%q,"method":"password"}`, co.id, login), 0},
+			{"POST", "/api/v1/verifications/redeem", fmt.Sprintf(`{"company_id":%q,"login_id":%q,"token":"x"}`, co.id, login), 0},
+			{"GET", "/api/v1/companies/" + co.id + "/accounts", "", co.admin},
+			{"GET", "/api/v1/companies/" + co.id + "/accounts", "", b.a.admin},
+			{"POST", "/api/v1/companies/" + co.id + "/unlocks", fmt.Sprintf(`{"account_ids":[%d]}`, co.lockedPlatform), co.admin},
+			{"GET", "/api/v1/companies/" + co.id + "/login-notification-recipients", "", co.admin},
+			{"PUT", "/api/v1/companies/" + co.id + "/login-notification-recipients", fmt.Sprintf(`{"account_ids":[%d]}`, co.recipient), co.admin},
+			{"GET", fmt.Sprintf("/api/v1/accounts/%d", co.member), "", co.admin},
+			{"PUT", "/api/v1/companies/" + co.id, `{"version":5,"name":"改名"}`, 0},
+			{"PUT", "/api/v1/companies/" + co.id + "/accounts/new-one", `{"version":1,"id_kind":"platform","name":"新人","created_at":"2026-11-01T00:00:00Z"}`, 0},
+			{"DELETE", "/api/v1/companies/" + co.id + "/accounts/" + url.PathEscape(login) + "?version=9", "", 0},
+		}
+		for _, c := range cases {
+			w := b.apiAs(key, c.method, c.path, c.body, c.actor)
+			if want == http.StatusNotFound && w.Code != want {
+				t.Errorf("company %s: %s %s: %d %s, want 404", co.id, c.method, c.path, w.Code, w.Body.String())
+			}
+			if want == 0 && (w.Code == http.StatusNotFound || w.Code == http.StatusUnauthorized) {
+				t.Errorf("company %s (in scope): %s %s: %d %s", co.id, c.method, c.path, w.Code, w.Body.String())
+			}
+		}
+	}
+	// Nothing moved in B.
+	if n := testenv.Count(t, b.db, `SELECT count(*) FROM accounts WHERE company_id = $1 AND (login_id = 'new-one' OR status = 'retired' AND name = '一般 次郎')`, b.b.id); n != 0 {
+		t.Errorf("the scoped key changed %d accounts of company B", n)
+	}
+	if n := testenv.Count(t, b.db, `SELECT count(*) FROM companies WHERE id = $1 AND name = '改名'`, b.b.id); n != 0 {
+		t.Error("the scoped key renamed company B")
+	}
 }

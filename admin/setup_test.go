@@ -77,7 +77,7 @@ func setup(t *testing.T) *testBundle {
 	insp := asynq.NewInspector(testenv.RedisOpt())
 	t.Cleanup(func() { insp.Close() })
 	b := &testBundle{ctx: ctx, store: store, db: testenv.DB(t), clock: c, srv: srv, inspect: insp}
-	_, key, err := CreateAPIKey(ctx, store, rand.Reader, "test host", start)
+	_, key, err := CreateAPIKey(ctx, store, rand.Reader, "test host", nil, start)
 	if err != nil {
 		t.Fatal(err)
 	}

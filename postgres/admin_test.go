@@ -396,12 +396,12 @@ func TestReplaceLoginNotificationRecipients(t *testing.T) {
 func TestAPIKeys(t *testing.T) {
 	b := adminSetup(t)
 	hash := sha256.Sum256([]byte("dmy_key-one"))
-	id, err := b.store.CreateAPIKey(b.ctx, "host one", "dmy_key", hash, adminNow)
+	id, err := b.store.CreateAPIKey(b.ctx, "host one", "dmy_key", hash, nil, adminNow)
 	if err != nil {
 		t.Fatal(err)
 	}
 	second := sha256.Sum256([]byte("dmy_key-two"))
-	id2, err := b.store.CreateAPIKey(b.ctx, "host two", "dmy_key", second, adminNow)
+	id2, err := b.store.CreateAPIKey(b.ctx, "host two", "dmy_key", second, []string{"co-a", "co-b"}, adminNow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,8 +412,11 @@ func TestAPIKeys(t *testing.T) {
 	if k.ID != id || k.Name != "host one" || k.Prefix != "dmy_key" {
 		t.Errorf("key = %+v", k)
 	}
-	if _, err := b.store.APIKeyByHash(b.ctx, second, adminNow); err != nil {
-		t.Errorf("second live key: %v", err)
+	if !k.Allows("any-company") || k.Companies != nil {
+		t.Errorf("a platform-wide key = %+v", k)
+	}
+	if k2, err := b.store.APIKeyByHash(b.ctx, second, adminNow); err != nil || !k2.Allows("co-b") || k2.Allows("co-c") {
+		t.Errorf("second live key, scoped: %+v %v", k2, err)
 	}
 	if _, err := b.store.APIKeyByHash(b.ctx, sha256.Sum256([]byte("dmy_wrong")), adminNow); !errors.Is(err, postgres.ErrNotFound) {
 		t.Errorf("unknown key: %v", err)

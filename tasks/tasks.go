@@ -264,6 +264,10 @@ func checkText(field, s string, required bool, max int) error {
 }
 
 // checkCompanyID matches the companies.id constraint.
+// CheckCompanyID refuses what cannot be a company id, wherever one comes
+// from (a payload, an API key's scope).
+func CheckCompanyID(s string) error { return checkCompanyID(s) }
+
 func checkCompanyID(s string) error {
 	if err := checkText("company_id", s, true, 64); err != nil {
 		return err

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -101,10 +103,63 @@ func runAdmin(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	return srv.Run(ctx, cfg.Admin.Addr)
 }
 
-// runAPIKey creates, lists and revokes the API keys of host platforms.
-func runAPIKey(ctx context.Context, cfg *Config, args []string, stdout io.Writer) error {
+// apiKeyUsage is what apikey takes.
+const apiKeyUsage = "apikey wants create NAME (-companies a,b | -platform), list or revoke ID"
+
+// parseCreateKey reads "NAME -companies a,b" or "NAME -platform" (flags
+// before or after the name): a key is scoped to named companies, and
+// platform-wide only when asked.
+func parseCreateKey(args []string) (name string, companies []string, err error) {
+	fs := flag.NewFlagSet("apikey create", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	list := fs.String("companies", "", "comma-separated company ids the key may touch")
+	platform := fs.Bool("platform", false, "the key may touch every company")
+	var rest []string
+	for len(args) > 0 {
+		if err := fs.Parse(args); err != nil {
+			return "", nil, fmt.Errorf("apikey create: %v: %w", err, errUsage)
+		}
+		if fs.NArg() > 0 {
+			rest = append(rest, fs.Arg(0))
+		}
+		args = fs.Args()[min(1, fs.NArg()):]
+	}
+	if len(rest) != 1 {
+		return "", nil, fmt.Errorf("%s: %w", apiKeyUsage, errUsage)
+	}
+	switch {
+	case *platform && *list != "":
+		return "", nil, fmt.Errorf("apikey create: -companies and -platform exclude each other: %w", errUsage)
+	case *platform:
+		return rest[0], nil, nil
+	case *list == "":
+		return "", nil, fmt.Errorf("apikey create: say which companies the key may touch (-companies a,b), or -platform for every company: %w", errUsage)
+	}
+	for _, c := range strings.Split(*list, ",") {
+		if c = strings.TrimSpace(c); c != "" && !slices.Contains(companies, c) {
+			companies = append(companies, c)
+		}
+	}
+	if len(companies) == 0 {
+		return "", nil, fmt.Errorf("apikey create: -companies names no company: %w", errUsage)
+	}
+	return rest[0], companies, nil
+}
+
+// runAPIKey creates, lists and revokes the API keys of host platforms. The
+// new key alone goes to stdout, so K=$(dormancy apikey create …) captures
+// it; what it is goes to stderr.
+func runAPIKey(ctx context.Context, cfg *Config, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("apikey wants create NAME, list or revoke ID: %w", errUsage)
+		return fmt.Errorf("%s: %w", apiKeyUsage, errUsage)
+	}
+	var name string
+	var companies []string
+	if args[0] == "create" {
+		var err error
+		if name, companies, err = parseCreateKey(args[1:]); err != nil {
+			return err
+		}
 	}
 	store, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
 	if err != nil {
@@ -112,13 +167,17 @@ func runAPIKey(ctx context.Context, cfg *Config, args []string, stdout io.Writer
 	}
 	defer store.Close()
 	switch {
-	case args[0] == "create" && len(args) == 2:
-		id, key, err := admin.CreateAPIKey(ctx, store, rand.Reader, args[1], time.Now())
+	case args[0] == "create":
+		id, key, err := admin.CreateAPIKey(ctx, store, rand.Reader, name, companies, time.Now())
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s\n", key)
-		fmt.Fprintf(stdout, "# API key %d %q: shown once, stored only as a hash. Send it as \"Authorization: Bearer <key>\".\n", id, args[1])
+		scope := "every company (platform-wide)"
+		if companies != nil {
+			scope = "companies " + strings.Join(companies, ", ")
+		}
+		fmt.Fprintf(stderr, "API key %d %q for %s: shown once, stored only as a hash. Send it as \"Authorization: Bearer <key>\".\n", id, name, scope)
 		return nil
 	case args[0] == "list" && len(args) == 1:
 		keys, err := store.ListAPIKeys(ctx)
@@ -134,7 +193,11 @@ func runAPIKey(ctx context.Context, cfg *Config, args []string, stdout io.Writer
 			if !k.LastUsedAt.IsZero() {
 				used = "used " + k.LastUsedAt.UTC().Format(time.RFC3339)
 			}
-			fmt.Fprintf(stdout, "%d\t%s…\t%s\t%s\t%s\n", k.ID, k.Prefix, strings.ReplaceAll(k.Name, "\t", " "), used, state)
+			scope := "platform-wide"
+			if k.Companies != nil {
+				scope = strings.Join(k.Companies, ",")
+			}
+			fmt.Fprintf(stdout, "%d\t%s…\t%s\t%s\t%s\t%s\n", k.ID, k.Prefix, strings.ReplaceAll(k.Name, "\t", " "), scope, used, state)
 		}
 		return nil
 	case args[0] == "revoke" && len(args) == 2:
@@ -144,5 +207,5 @@ func runAPIKey(ctx context.Context, cfg *Config, args []string, stdout io.Writer
 		}
 		return store.RevokeAPIKey(ctx, id, time.Now())
 	}
-	return fmt.Errorf("apikey wants create NAME, list or revoke ID: %w", errUsage)
+	return fmt.Errorf("%s: %w", apiKeyUsage, errUsage)
 }

@@ -26,8 +26,10 @@ commands:
   worker                  run the task worker (asynq server)
   scheduler               enqueue the maintenance tasks on their schedules
   admin                   run the admin server (API, administrators' pages, /monitoring/)
-  apikey create NAME|list|revoke ID
-                          manage the API keys of host platforms (a new key is printed once)
+  apikey create NAME (-companies a,b | -platform)
+                          a host platform's API key for those companies, or for every
+                          company; the key alone goes to stdout, once
+  apikey list|revoke ID   list the keys with their scope; revoke one
   migrate up|down|status  apply, roll back or list the database migrations
   import [-format csv|jsonl] [-rejects FILE] FILE
                           load employees from a CSV or JSON Lines file
@@ -85,7 +87,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "admin":
 		return runAdmin(ctx, cfg, log)
 	case "apikey":
-		return runAPIKey(ctx, cfg, args[1:], stdout)
+		return runAPIKey(ctx, cfg, args[1:], stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q: %w", strings.Join(args, " "), errUsage)
 }
