@@ -30,7 +30,7 @@ var midnight = time.Date(2026, 11, 26, 15, 0, 0, 0, time.UTC)
 func (b *testBundle) worker(t *testing.T) *asynq.ServeMux {
 	t.Helper()
 	discard := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	h := worker.NewHandlers(worker.Config{
+	h := worker.NewHandlers(worker.Config{TokenSecret: testenv.TokenSecret,
 		Redis: testenv.RedisOpt(), Store: b.store, Sender: mail.NewDev(discard),
 		Links: worker.Links{Base: mustURL("https://platform.example.com/")}, Logger: discard, Now: b.clock.Now,
 	})

@@ -131,7 +131,7 @@ func TestUnlockThroughWorker(t *testing.T) {
 	b := setup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	w, err := worker.New(worker.Config{
+	w, err := worker.New(worker.Config{TokenSecret: testenv.TokenSecret,
 		Redis: testenv.RedisOpt(), Store: b.store, Sender: mail.NewDev(slog.New(slog.NewJSONHandler(io.Discard, nil))),
 		Links: worker.Links{Base: mustURL("https://platform.example.com/")}, Concurrency: 2,
 		TaskCheckInterval: 10 * time.Millisecond, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Now: b.clock.Now,
@@ -231,7 +231,7 @@ func TestDevMailbox(t *testing.T) {
 	b := setup(t)
 	// A real alert about the evil-named account, rendered by the worker's
 	// own path into the dev mailbox.
-	h := worker.NewHandlers(worker.Config{
+	h := worker.NewHandlers(worker.Config{TokenSecret: testenv.TokenSecret,
 		Redis: testenv.RedisOpt(), Store: b.store, Sender: mail.NewDev(slog.New(slog.NewJSONHandler(io.Discard, nil))),
 		Links: worker.Links{Base: mustURL("https://platform.example.com/")}, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Now: b.clock.Now,
 	})

@@ -45,7 +45,7 @@ func startWorker(b *testing.B, bin, resendURL string, concurrency int) *exec.Cmd
 	cmd.Env = append(os.Environ(),
 		"DATABASE_URL="+testenv.DSN(),
 		"REDIS_URL=redis://"+opt.Addr+"/"+strconv.Itoa(opt.DB),
-		"RESEND_API_KEY=re_bench", "RESEND_BASE_URL="+resendURL,
+		"RESEND_API_KEY=re_bench", "RESEND_BASE_URL="+resendURL, "VERIFICATION_SECRET="+string(testenv.TokenSecret),
 		"WORKER_CONCURRENCY="+strconv.Itoa(concurrency), "LOG_LEVEL=error",
 	)
 	cmd.Stderr = os.Stderr

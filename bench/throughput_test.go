@@ -182,7 +182,7 @@ func newHandlers(b *testing.B, store *postgres.Store, fake *resendtest.Server) *
 		b.Fatal(err)
 	}
 	base, _ := url.Parse("https://platform.example.com/")
-	h := worker.NewHandlers(worker.Config{
+	h := worker.NewHandlers(worker.Config{TokenSecret: testenv.TokenSecret,
 		Redis: testenv.RedisOpt(), Store: store, Sender: sender, Links: worker.Links{Base: base},
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
 	})

@@ -99,6 +99,7 @@ func (e *env) procEnv(extra map[string]string) map[string]string {
 		"DATABASE_URL":               e.dsn,
 		"REDIS_URL":                  e.redisURL,
 		"RESEND_API_KEY":             "re_faults",
+		"VERIFICATION_SECRET":        string(testenv.TokenSecret),
 		"RESEND_BASE_URL":            e.resend.URL(),
 		"PUBLIC_BASE_URL":            "https://platform.example.com",
 		"LOG_LEVEL":                  "debug",

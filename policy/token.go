@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -28,6 +29,36 @@ func NewToken(random io.Reader) (string, TokenHash, error) {
 	}
 	raw := base64.RawURLEncoding.EncodeToString(b[:])
 	return raw, sha256.Sum256(b[:]), nil
+}
+
+// TokenSeedBytes is the size of a token's seed, and MinTokenSecret the
+// least size of the secret tokens are derived with.
+const (
+	TokenSeedBytes = 32
+	MinTokenSecret = 32
+)
+
+// NewTokenSeed reads a fresh seed from random (crypto/rand.Reader in
+// production).
+func NewTokenSeed(random io.Reader) ([]byte, error) {
+	seed := make([]byte, TokenSeedBytes)
+	if _, err := io.ReadFull(random, seed); err != nil {
+		return nil, fmt.Errorf("policy.NewTokenSeed: %w", err)
+	}
+	return seed, nil
+}
+
+// DeriveToken is the token of seed under secret, as it goes into a link,
+// and its hash. Deriving it when the email is rendered keeps live tokens
+// out of the queue: Redis (and Asynqmon) hold only the token row's id, the
+// database the seed and the hash, and only the secret's holder can turn
+// them into a working link.
+func DeriveToken(secret, seed []byte) (string, TokenHash) {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte("dormancy-verification-token-v1\n"))
+	mac.Write(seed)
+	b := mac.Sum(nil) // TokenBytes long
+	return base64.RawURLEncoding.EncodeToString(b), sha256.Sum256(b)
 }
 
 // ParseToken checks the shape of a token from a link and returns its hash.

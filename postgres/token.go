@@ -25,6 +25,8 @@ func (t *Tx) LatestTokenIssuedAt(ctx context.Context, accountID int64) (time.Tim
 type Token struct {
 	AccountID int64
 	Hash      policy.TokenHash
+	// Seed derives the token with the worker's secret (policy.DeriveToken).
+	Seed      []byte
 	Email     string
 	AttemptID int64
 	CreatedAt time.Time
@@ -39,9 +41,9 @@ func (t *Tx) IssueToken(ctx context.Context, tok Token) (int64, error) {
 		return 0, fmt.Errorf("postgres.IssueToken(%d): revoke: %w", tok.AccountID, err)
 	}
 	var id int64
-	err := t.tx.NewRaw(`INSERT INTO verification_tokens (account_id, token_hash, email, attempt_id, created_at, expires_at)
-		VALUES (?, ?, ?, nullif(?, 0), ?, ?) RETURNING id`,
-		tok.AccountID, tok.Hash[:], tok.Email, tok.AttemptID, tok.CreatedAt, tok.ExpiresAt).Scan(ctx, &id)
+	err := t.tx.NewRaw(`INSERT INTO verification_tokens (account_id, token_hash, seed, email, attempt_id, created_at, expires_at)
+		VALUES (?, ?, ?, ?, nullif(?, 0), ?, ?) RETURNING id`,
+		tok.AccountID, tok.Hash[:], tok.Seed, tok.Email, tok.AttemptID, tok.CreatedAt, tok.ExpiresAt).Scan(ctx, &id)
 	if err != nil {
 		return 0, fmt.Errorf("postgres.IssueToken(%d): %w", tok.AccountID, err)
 	}
@@ -61,6 +63,27 @@ func (t *Tx) LiveToken(ctx context.Context, id int64, hash policy.TokenHash, now
 		return false, fmt.Errorf("postgres.LiveToken(%d): %w", id, err)
 	}
 	return ok, nil
+}
+
+// LiveTokenSeed returns the seed and hash of token id when it is still the
+// account's usable link at now (as LiveToken judges), live false otherwise.
+// A token issued before seeds existed has none: its task carries it.
+func (t *Tx) LiveTokenSeed(ctx context.Context, id int64, now time.Time) (seed []byte, hash policy.TokenHash, live bool, err error) {
+	var r struct {
+		Seed []byte
+		Hash []byte
+	}
+	err = t.tx.NewRaw(`SELECT vt.seed, vt.token_hash AS hash FROM verification_tokens vt JOIN accounts a ON a.id = vt.account_id
+		WHERE vt.id = ? AND vt.consumed_at IS NULL AND vt.revoked_at IS NULL
+		AND vt.expires_at > ? AND a.status = 'active' AND a.email = vt.email`, id, now).Scan(ctx, &r)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, hash, false, nil
+	}
+	if err != nil {
+		return nil, hash, false, fmt.Errorf("postgres.LiveTokenSeed(%d): %w", id, err)
+	}
+	copy(hash[:], r.Hash)
+	return r.Seed, hash, true, nil
 }
 
 // RevokeToken revokes one token, for a link whose email could not be sent.

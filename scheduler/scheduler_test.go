@@ -133,7 +133,7 @@ func TestTwoSchedulersInTheSameMinuteRunEachJobOnce(t *testing.T) {
 	// A real worker runs them; each processed task is signalled.
 	ran := make(chan string, 16)
 	base, _ := url.Parse("https://platform.example.com/")
-	h := worker.NewHandlers(worker.Config{
+	h := worker.NewHandlers(worker.Config{TokenSecret: testenv.TokenSecret,
 		Redis: testenv.RedisOpt(), Store: store, Sender: mail.NewDev(quiet), Links: worker.Links{Base: base},
 		Logger: quiet, Now: func() time.Time { return minute.Add(2 * time.Second) },
 	})

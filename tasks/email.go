@@ -11,13 +11,15 @@ import (
 )
 
 // Email asks the worker to deliver one outbox mail. The mail's content is
-// rendered from Postgres at send time; only a verification email carries
-// its token here, because the database keeps nothing but the token's hash.
+// rendered from Postgres at send time; a verification email's link token is
+// derived then too (policy.DeriveToken), so the queue holds ids only.
 type Email struct {
 	Contract
-	MailID  int64  `json:"mail_id"`
-	TokenID int64  `json:"token_id,omitempty"`
-	Token   string `json:"token,omitempty"`
+	MailID  int64 `json:"mail_id"`
+	TokenID int64 `json:"token_id,omitempty"`
+	// Token is the live token as tasks enqueued before derived tokens
+	// carried it; read, never written.
+	Token string `json:"token,omitempty"`
 }
 
 // Validate checks every field and names the first bad one.
@@ -34,6 +36,9 @@ func (p *Email) Validate(typ string) error {
 	if p.TokenID <= 0 {
 		return &FieldError{Field: "token_id", Reason: "required, a positive id"}
 	}
+	if p.Token == "" {
+		return nil
+	}
 	if _, err := policy.ParseToken(p.Token); err != nil {
 		return &FieldError{Field: "token", Reason: err.Error()}
 	}
@@ -42,8 +47,7 @@ func (p *Email) Validate(typ string) error {
 
 // NewEmailTask builds an email task of type typ (one of the email:* types).
 // The task ID names the mail (and token), so handing the same mail to the
-// queue twice is harmless. A verification email is deleted from Redis once
-// sent, since its payload carries a live token.
+// queue twice is harmless.
 func NewEmailTask(typ string, p Email) (*asynq.Task, error) {
 	switch typ {
 	case TypeEmailVerification, TypeEmailAlert, TypeEmailNotice:
@@ -54,11 +58,9 @@ func NewEmailTask(typ string, p Email) (*asynq.Task, error) {
 		return nil, fmt.Errorf("tasks.NewEmailTask: %w", err)
 	}
 	id := "mail:" + strconv.FormatInt(p.MailID, 10)
-	opts := []asynq.Option{asynq.Queue(QueueDefault), asynq.MaxRetry(12), asynq.Timeout(30 * time.Second)}
+	opts := []asynq.Option{asynq.Queue(QueueDefault), asynq.MaxRetry(12), asynq.Timeout(30 * time.Second), asynq.Retention(24 * time.Hour)}
 	if typ == TypeEmailVerification {
 		id += ":" + strconv.FormatInt(p.TokenID, 10)
-	} else {
-		opts = append(opts, asynq.Retention(24*time.Hour))
 	}
 	return marshal(typ, &p, append(opts, asynq.TaskID(id))...)
 }

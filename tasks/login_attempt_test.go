@@ -131,14 +131,20 @@ func TestEmailTasks(t *testing.T) {
 	if got, err := tasks.DecodeEmail(task.Type(), task.Payload()); err != nil || got.Token != raw {
 		t.Errorf("decode = %+v, %v", got, err)
 	}
+	// A verification task names its token; the token itself is derived
+	// when the email is rendered and never written to the queue.
+	task, err = tasks.NewEmailTask(tasks.TypeEmailVerification, tasks.Email{MailID: 3, TokenID: 4})
+	if err != nil || strings.Contains(string(task.Payload()), "token\"") {
+		t.Errorf("verification task without its token: %s, %v", task.Payload(), err)
+	}
 	for name, c := range map[string]struct {
 		typ string
 		p   tasks.Email
 	}{
-		"no mail id":          {tasks.TypeEmailAlert, tasks.Email{}},
-		"alert with a token":  {tasks.TypeEmailAlert, tasks.Email{MailID: 1, Token: raw}},
-		"verification no tok": {tasks.TypeEmailVerification, tasks.Email{MailID: 1, TokenID: 2}},
-		"not an email type":   {tasks.TypeLoginAttempt, tasks.Email{MailID: 1}},
+		"no token id":        {tasks.TypeEmailVerification, tasks.Email{MailID: 1}},
+		"no mail id":         {tasks.TypeEmailAlert, tasks.Email{}},
+		"alert with a token": {tasks.TypeEmailAlert, tasks.Email{MailID: 1, Token: raw}},
+		"not an email type":  {tasks.TypeLoginAttempt, tasks.Email{MailID: 1}},
 	} {
 		if _, err := tasks.NewEmailTask(c.typ, c.p); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -51,14 +51,15 @@ func (h *Handlers) Email(ctx context.Context, t *asynq.Task) error {
 			result = "stale task"
 			return nil
 		}
-		if reason, err := h.dropReason(ctx, tx, m, p, now); err != nil || reason != "" {
+		reason, token, err := h.dropReason(ctx, tx, m, p, now)
+		if err != nil || reason != "" {
 			if err != nil {
 				return err
 			}
 			result = postgres.MailDropped
 			return tx.FinishMail(ctx, m.ID, postgres.Delivery{Status: postgres.MailDropped, Error: reason, At: now})
 		}
-		msg, err := h.render(m, p)
+		msg, err := h.render(m, token)
 		if err != nil {
 			permanent = err
 			return h.failMail(ctx, tx, m, err, now)
@@ -152,31 +153,47 @@ func staleTask(m postgres.Mail, p tasks.Email) bool {
 	return m.Kind == postgres.MailVerification && m.TokenID != 0 && p.TokenID != m.TokenID
 }
 
-// dropReason says why a pending mail should not go out any more, or "".
-func (h *Handlers) dropReason(ctx context.Context, tx *postgres.Tx, m postgres.Mail, p tasks.Email, now time.Time) (string, error) {
+// dropReason says why a pending mail should not go out any more, or "";
+// for a verification mail that goes out, it returns the link's token too,
+// derived from the token row's seed (or, for a task enqueued before
+// seeds, carried in the payload).
+func (h *Handlers) dropReason(ctx context.Context, tx *postgres.Tx, m postgres.Mail, p tasks.Email, now time.Time) (reason, token string, err error) {
 	if m.Retired || m.RecipientRetired {
-		return "retired", nil
+		return "retired", "", nil
 	}
 	if m.Kind != postgres.MailVerification {
-		return "", nil
+		return "", "", nil
 	}
-	hash, err := policy.ParseToken(p.Token)
-	if err != nil {
-		return "malformed token", nil
+	if p.Token != "" {
+		hash, err := policy.ParseToken(p.Token)
+		if err != nil {
+			return "malformed token", "", nil
+		}
+		live, err := tx.LiveToken(ctx, m.TokenID, hash, now)
+		if err != nil || live {
+			return "", p.Token, err
+		}
+		return "link no longer valid", "", nil
 	}
-	live, err := tx.LiveToken(ctx, m.TokenID, hash, now)
-	if err != nil || live {
-		return "", err
+	seed, stored, live, err := tx.LiveTokenSeed(ctx, m.TokenID, now)
+	if err != nil || !live {
+		return "link no longer valid", "", err
 	}
-	return "link no longer valid", nil
+	token, hash := policy.DeriveToken(h.secret, seed)
+	if seed == nil || hash != stored {
+		// Issued under another secret (VERIFICATION_SECRET changed) or
+		// before seeds with its task lost: the link cannot be rebuilt.
+		return "link cannot be derived", "", nil
+	}
+	return "", token, nil
 }
 
 // render turns an outbox row into a message in the company's locale.
-func (h *Handlers) render(m postgres.Mail, p tasks.Email) (mail.Message, error) {
+func (h *Handlers) render(m postgres.Mail, token string) (mail.Message, error) {
 	var data any
 	switch m.Kind {
 	case postgres.MailVerification:
-		data = mail.Verification{Name: m.Name, URL: h.links.Verify(p.Token), ValidFor: m.VerificationTTL}
+		data = mail.Verification{Name: m.Name, URL: h.links.Verify(token), ValidFor: m.VerificationTTL}
 	case postgres.MailDormantLoginAlert:
 		ip := ""
 		if m.IP.IsValid() {

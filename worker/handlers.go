@@ -25,6 +25,7 @@ type Handlers struct {
 	log       *slog.Logger
 	now       func() time.Time
 	random    io.Reader
+	secret    []byte
 	logins    *loginBatcher
 	// emailMaxRetry overrides the email tasks' retry count when > 0.
 	emailMaxRetry int

@@ -131,12 +131,13 @@ func (h *Handlers) LoginAttempt(ctx context.Context, t *asynq.Task) error {
 // at the new token.
 func (h *Handlers) issueVerification(ctx context.Context, tx *postgres.Tx, e policy.Employee, pol policy.Policy, attemptID, mailID int64, requestID string) (outgoing, error) {
 	now := h.now()
-	raw, hash, err := policy.NewToken(h.random)
+	seed, err := policy.NewTokenSeed(h.random)
 	if err != nil {
 		return outgoing{}, err
 	}
+	_, hash := policy.DeriveToken(h.secret, seed)
 	tokenID, err := tx.IssueToken(ctx, postgres.Token{
-		AccountID: e.ID, Hash: hash, Email: e.Email, AttemptID: attemptID,
+		AccountID: e.ID, Hash: hash, Seed: seed, Email: e.Email, AttemptID: attemptID,
 		CreatedAt: now, ExpiresAt: policy.TokenExpiry(pol, now),
 	})
 	if err != nil {
@@ -158,7 +159,8 @@ func (h *Handlers) issueVerification(ctx context.Context, tx *postgres.Tx, e pol
 		Kind: postgres.EventTokenIssued, CompanyID: e.CompanyID, AccountID: e.ID, RequestID: requestID,
 		OccurredAt: now, Detail: map[string]any{"token_id": tokenID, "attempt_id": attemptID, "mail_id": mailID},
 	})
-	return outgoing{tasks.TypeEmailVerification, tasks.Email{MailID: mailID, TokenID: tokenID, Token: raw}}, err
+	// The task names the token; its email derives it when rendered.
+	return outgoing{tasks.TypeEmailVerification, tasks.Email{MailID: mailID, TokenID: tokenID}}, err
 }
 
 // requeueAttemptMail hands an attempt's pending mails to the queue again.

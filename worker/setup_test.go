@@ -53,7 +53,7 @@ func setup(t *testing.T) *testBundle {
 		t.Fatal(err)
 	}
 	c := testenv.NewClock(start)
-	cfg := worker.Config{
+	cfg := worker.Config{TokenSecret: testenv.TokenSecret,
 		Redis: testenv.RedisOpt(), Store: store, Sender: sender, Links: worker.Links{Base: baseURL},
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Now: c.Now,
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/dormancy/dormancy/mail"
+	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/postgres"
 	"github.com/dormancy/dormancy/tasks"
 )
@@ -67,6 +68,11 @@ type Config struct {
 	Now func() time.Time
 	// Random is the token source; nil means crypto/rand.
 	Random io.Reader
+	// TokenSecret derives verification tokens from their seeds
+	// (policy.DeriveToken); every worker process shares it, since one
+	// issues a link and another may send it. At least
+	// policy.MinTokenSecret bytes.
+	TokenSecret []byte
 }
 
 // Worker is the running server with its handlers.
@@ -80,6 +86,9 @@ type Worker struct {
 func New(cfg Config) (*Worker, error) {
 	if cfg.Store == nil || cfg.Sender == nil || cfg.Redis == nil || cfg.Links.Base == nil {
 		return nil, errors.New("worker.New: Store, Sender, Redis and Links.Base are required")
+	}
+	if len(cfg.TokenSecret) < policy.MinTokenSecret {
+		return nil, fmt.Errorf("worker.New: TokenSecret must be at least %d bytes", policy.MinTokenSecret)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -148,6 +157,7 @@ func NewHandlers(cfg Config) *Handlers {
 		log:       cfg.Logger,
 		now:       now,
 		random:    random,
+		secret:    cfg.TokenSecret,
 		// Two lanes keep one statement in flight while the next batch fills.
 		logins:        newLoginBatcher(cfg.Store, 2, 64),
 		emailMaxRetry: cfg.EmailMaxRetry,

@@ -27,10 +27,13 @@ type Config struct {
 	Redis            asynq.RedisConnOpt
 	ResendAPIKey     string
 	ResendBaseURL    string
-	MailFrom         string
-	PublicBaseURL    *url.URL
-	DefaultLocale    policy.Locale
-	LogLevel         slog.Level
+	// TokenSecret is VERIFICATION_SECRET; empty when unset, which only dev
+	// mail mode accepts (see workerTokenSecret).
+	TokenSecret   []byte
+	MailFrom      string
+	PublicBaseURL *url.URL
+	DefaultLocale policy.Locale
+	LogLevel      slog.Level
 
 	WorkerConcurrency       int
 	WorkerTaskCheckInterval time.Duration
@@ -57,6 +60,7 @@ var envVars = []envVar{
 	{"DATABASE_MAX_CONNS", "32", "Postgres connections one process may open; a fleet shares the server's max_connections"},
 	{"REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL (redis://, rediss://, redis-socket://, redis-sentinel://)"},
 	{"RESEND_API_KEY", "", "Resend API key; empty sends mail to the dev mailbox instead"},
+	{"VERIFICATION_SECRET", "", "secret the workers derive verification links with (>= 32 bytes, the same in every worker); required unless mail is in dev mode"},
 	{"RESEND_BASE_URL", "", "Resend API base URL; empty means Resend's own"},
 	{"MAIL_FROM", "dormancy <no-reply@dormancy.localhost>", "From address of every email"},
 	{"PUBLIC_BASE_URL", "http://127.0.0.1:8080", "host platform URL that links in emails point at"},
@@ -123,6 +127,12 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 		bad("REDIS_URL", err)
 	} else {
 		c.Redis = opt
+	}
+	if s := get("VERIFICATION_SECRET"); s != "" {
+		if len(s) < policy.MinTokenSecret {
+			bad("VERIFICATION_SECRET", fmt.Errorf("want at least %d bytes, got %d", policy.MinTokenSecret, len(s)))
+		}
+		c.TokenSecret = []byte(s)
 	}
 	if c.ResendBaseURL != "" {
 		if u, err := url.Parse(c.ResendBaseURL); err != nil || u.Host == "" {

@@ -103,8 +103,13 @@ func runDev(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Writer
 	queue := asynq.NewClient(cfg.Redis)
 	defer queue.Close()
 
+	tokenSecret := cfg.TokenSecret
+	if len(tokenSecret) == 0 {
+		tokenSecret = devTokenSecret
+	}
 	w, err := worker.New(worker.Config{
-		Redis: cfg.Redis, Store: store, Sender: mail.NewDev(log), Links: worker.Links{Base: cfg.PublicBaseURL},
+		TokenSecret: tokenSecret,
+		Redis:       cfg.Redis, Store: store, Sender: mail.NewDev(log), Links: worker.Links{Base: cfg.PublicBaseURL},
 		Concurrency: cfg.WorkerConcurrency, TaskCheckInterval: cfg.WorkerTaskCheckInterval,
 		ShutdownTimeout: 5 * time.Second, Retry: cfg.Retry, EmailMaxRetry: cfg.EmailMaxRetry,
 		Logger: log, Now: clock.Now,

@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/dormancy/dormancy/mail"
+	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/postgres"
 	"github.com/dormancy/dormancy/worker"
 )
@@ -102,8 +103,13 @@ func runWorker(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	secret, err := workerTokenSecret(cfg, log)
+	if err != nil {
+		return err
+	}
 	w, err := worker.New(worker.Config{
-		Redis: cfg.Redis, Store: store, Sender: sender, Links: worker.Links{Base: cfg.PublicBaseURL},
+		TokenSecret: secret,
+		Redis:       cfg.Redis, Store: store, Sender: sender, Links: worker.Links{Base: cfg.PublicBaseURL},
 		Concurrency: cfg.WorkerConcurrency, TaskCheckInterval: cfg.WorkerTaskCheckInterval,
 		ShutdownTimeout: cfg.WorkerShutdownTimeout,
 		Retry:           cfg.Retry, EmailMaxRetry: cfg.EmailMaxRetry,
@@ -114,6 +120,24 @@ func runWorker(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	log.Info("worker started", "concurrency", cfg.WorkerConcurrency, "dev_mailbox", cfg.ResendAPIKey == "")
 	return w.Run(ctx)
+}
+
+// devTokenSecret derives verification links when mail goes to the dev
+// mailbox and VERIFICATION_SECRET is unset: fixed, so that worker
+// processes started apart agree, and useless anywhere real mail goes out.
+var devTokenSecret = []byte("dormancy-dev-only-verification-secret-not-for-production")
+
+// workerTokenSecret is VERIFICATION_SECRET, required when real mail goes
+// out: a verification link is derived from it and the token row's seed.
+func workerTokenSecret(cfg *Config, log *slog.Logger) ([]byte, error) {
+	if len(cfg.TokenSecret) > 0 {
+		return cfg.TokenSecret, nil
+	}
+	if cfg.ResendAPIKey != "" {
+		return nil, fmt.Errorf("VERIFICATION_SECRET: required when RESEND_API_KEY is set (at least %d bytes, the same in every worker process)", policy.MinTokenSecret)
+	}
+	log.Warn("VERIFICATION_SECRET is not set: verification links use the dev mailbox's fixed secret")
+	return devTokenSecret, nil
 }
 
 // newSender is Resend with a key, and the dev mailbox without one: mail is

@@ -73,7 +73,7 @@ func setup(t *testing.T) *testBundle {
 	srv := httptest.NewServer(host)
 	t.Cleanup(srv.Close)
 	base, _ := url.Parse(srv.URL)
-	h := worker.NewHandlers(worker.Config{
+	h := worker.NewHandlers(worker.Config{TokenSecret: testenv.TokenSecret,
 		Redis: testenv.RedisOpt(), Store: store, Sender: sender, Links: worker.Links{Base: base},
 		Now: c.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

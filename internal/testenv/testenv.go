@@ -216,3 +216,6 @@ func UniqueID(prefix string) string {
 	_, _ = rand.Read(b[:])
 	return prefix + "-" + hex.EncodeToString(b[:])
 }
+
+// TokenSecret is the verification-token secret the tests' workers share.
+var TokenSecret = []byte("dormancy-test-verification-token-secret-0123456789")

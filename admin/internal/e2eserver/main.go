@@ -92,7 +92,8 @@ func run() error {
 	defer store.Close()
 
 	w, err := worker.New(worker.Config{
-		Redis: redisOpt, Store: store, Sender: mail.NewDev(log),
+		TokenSecret: []byte("dormancy-e2e-verification-token-secret-0123"),
+		Redis:       redisOpt, Store: store, Sender: mail.NewDev(log),
 		Links: worker.Links{Base: &url.URL{Scheme: "https", Host: "platform.example.com"}}, Concurrency: 4,
 		TaskCheckInterval: 20 * time.Millisecond, Logger: log,
 	})

@@ -1,0 +1,106 @@
+package worker_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/dormancy/dormancy/internal/testenv"
+	"github.com/dormancy/dormancy/policy"
+	"github.com/dormancy/dormancy/tasks"
+)
+
+// TestNoLiveTokenInRedis: a verification email's task carries the token
+// row's id only; the link is derived when the email is rendered. No key of
+// the queue's Redis DB holds the token while the email is pending, nor
+// after it was sent and its task is kept as completed. The token searched
+// for is the one the email delivered, so the search cannot miss it by
+// looking for the wrong thing.
+func TestNoLiveTokenInRedis(t *testing.T) {
+	b := setup(t)
+	login, id := b.account(t, accountOpts{lastLogin: 100 * day})
+	b.run(t, b.attempt(t, b.company, login, policy.MethodPassword))
+
+	var seed []byte
+	if err := b.db.QueryRow(`SELECT seed FROM verification_tokens WHERE account_id = $1 AND revoked_at IS NULL`, id).Scan(&seed); err != nil {
+		t.Fatal(err)
+	}
+	token, _ := policy.DeriveToken(testenv.TokenSecret, seed)
+	rdb := testenv.Redis(t)
+	assertAbsent := func(when string) {
+		t.Helper()
+		if n := redisKeysHolding(t, b.ctx, rdb, token); n != 0 {
+			t.Errorf("%s: %d Redis keys hold the live token", when, n)
+		}
+	}
+	assertAbsent("pending")
+	if pending, err := b.inspect.ListPendingTasks(tasks.QueueDefault); err != nil || len(pending) == 0 {
+		t.Fatalf("no pending verification task: %v", err)
+	}
+
+	cfg := b.cfg
+	cfg.Concurrency, cfg.TaskCheckInterval, cfg.ShutdownTimeout = 2, 10*time.Millisecond, 5*time.Second
+	b.serve(t, cfg)
+	wait, stop := context.WithTimeout(b.ctx, 20*time.Second)
+	defer stop()
+	emails, err := b.resend.WaitFor(wait, 1)
+	if err != nil {
+		t.Fatalf("waiting for the verification email: %v", err)
+	}
+	if got := tokenOf(t, emails[0]); got != token {
+		t.Fatalf("the email's token %q is not the one derived from the row's seed", got)
+	}
+	for {
+		completed, err := b.inspect.ListCompletedTasks(tasks.QueueDefault)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(completed) > 0 {
+			break
+		}
+		if wait.Err() != nil {
+			t.Fatal("the sent email's task was not kept as completed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	assertAbsent("completed")
+}
+
+// redisKeysHolding counts the keys of the DB whose value contains s.
+func redisKeysHolding(t *testing.T, ctx context.Context, rdb *redis.Client, s string) int {
+	t.Helper()
+	keys, err := rdb.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, k := range keys {
+		var values []string
+		switch typ, _ := rdb.Type(ctx, k).Result(); typ {
+		case "string":
+			v, _ := rdb.Get(ctx, k).Result()
+			values = []string{v}
+		case "hash":
+			m, _ := rdb.HGetAll(ctx, k).Result()
+			for f, v := range m {
+				values = append(values, f, v)
+			}
+		case "list":
+			values, _ = rdb.LRange(ctx, k, 0, -1).Result()
+		case "set":
+			values, _ = rdb.SMembers(ctx, k).Result()
+		case "zset":
+			values, _ = rdb.ZRange(ctx, k, 0, -1).Result()
+		}
+		for _, v := range values {
+			if strings.Contains(v, s) {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
