@@ -169,7 +169,17 @@ func (s *Server) apiRedeem(w http.ResponseWriter, r *http.Request) (int, any, er
 	if err := inScope(r.Context(), p.CompanyID); err != nil {
 		return 0, nil, err
 	}
+	// Per account, not per address: the callers are host servers, and a
+	// per-address count would throttle a whole host for one guesser.
+	account := p.CompanyID + "\n" + p.LoginID
+	if retry, blocked := s.throttles.redeem.blocked(r.Context(), account); blocked {
+		setRetryAfter(w, retry)
+		return 0, nil, errTooMany("too many refused verification links for this account; try again later")
+	}
 	res, err := s.host.Redeem(r.Context(), p.CompanyID, p.LoginID, p.Token, p.RequestID)
+	if errors.Is(err, policy.ErrTokenRefused) {
+		s.throttles.redeem.failed(r.Context(), account)
+	}
 	if err != nil {
 		return 0, nil, err
 	}

@@ -33,12 +33,19 @@ const (
 	codeInvalidField = "invalid_field"
 	codeInvalidJSON  = "invalid_json"
 	codeBodyTooLarge = "body_too_large"
-	codeTokenRefused = "token_refused"
-	codeInternal     = "internal"
+	// codeTooManyRequests: too many failures of a credential; Retry-After
+	// says when to try again.
+	codeTooManyRequests = "too_many_requests"
+	codeTokenRefused    = "token_refused"
+	codeInternal        = "internal"
 )
 
 func errUnauthorized(msg string) *apiError {
 	return &apiError{Status: http.StatusUnauthorized, Code: codeUnauthorized, Message: msg}
+}
+
+func errTooMany(msg string) *apiError {
+	return &apiError{Status: http.StatusTooManyRequests, Code: codeTooManyRequests, Message: msg}
 }
 
 func errForbidden(msg string) *apiError {

@@ -88,6 +88,12 @@ func (s *Server) requireAPIKey(withActor bool, next http.Handler) http.Handler {
 			writeError(w, errUnauthorized("an API key is required: Authorization: Bearer dmy_..."))
 			return
 		}
+		ip := clientIP(r, s.cfg.TrustedProxies)
+		if retry, blocked := s.throttles.apiKey.blocked(r.Context(), ip); blocked {
+			setRetryAfter(w, retry)
+			writeError(w, errTooMany("too many unknown API keys from this address"))
+			return
+		}
 		apiKey, err := s.store.APIKeyByHash(r.Context(), sha256.Sum256([]byte(key)), s.now())
 		if err != nil {
 			if !errors.Is(err, postgres.ErrNotFound) {
@@ -95,6 +101,7 @@ func (s *Server) requireAPIKey(withActor bool, next http.Handler) http.Handler {
 				writeError(w, toAPIError(err))
 				return
 			}
+			s.throttles.apiKey.failed(r.Context(), ip)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="dormancy", error="invalid_token"`)
 			writeError(w, errUnauthorized("the API key is unknown or revoked"))
 			return
@@ -157,6 +164,13 @@ func (s *Server) requireOperator(next http.Handler) http.Handler {
 	wantPass := sha256.Sum256([]byte(s.cfg.OperatorPassword))
 	configured := s.cfg.OperatorUser != "" && s.cfg.OperatorPassword != ""
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ip := clientIP(r, s.cfg.TrustedProxies)
+		if retry, blocked := s.throttles.operator.blocked(r.Context(), ip); blocked {
+			setRetryAfter(w, retry)
+			w.Header().Set("Cache-Control", "no-store")
+			http.Error(w, "too many failed operator logins from this address; try again later", http.StatusTooManyRequests)
+			return
+		}
 		user, pass, ok := r.BasicAuth()
 		if ok && configured {
 			// Compare hashes so neither the length nor the content leaks
@@ -168,6 +182,9 @@ func (s *Server) requireOperator(next http.Handler) http.Handler {
 				next.ServeHTTP(w, r)
 				return
 			}
+		}
+		if ok {
+			s.throttles.operator.failed(r.Context(), ip)
 		}
 		w.Header().Set("WWW-Authenticate", `Basic realm="dormancy operator", charset="UTF-8"`)
 		w.Header().Set("Cache-Control", "no-store")

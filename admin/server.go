@@ -19,9 +19,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
+	"github.com/go-redis/redis_rate/v10"
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,7 +58,14 @@ type Config struct {
 	SessionTTL time.Duration
 	// SessionIdle ends a session unused for this long (30 min when 0).
 	SessionIdle time.Duration
-	MaxLinkTTL  time.Duration
+	// Throttle bounds failed operator logins, API keys and admin links
+	// per client IP, and failed verification redeems per account
+	// (DefaultThrottle when zero).
+	Throttle Throttle
+	// TrustedProxies are the proxies whose X-Forwarded-For names the
+	// client; from anyone else the header is ignored.
+	TrustedProxies []netip.Prefix
+	MaxLinkTTL     time.Duration
 	// InsecureCookies drops the Secure attribute from the session cookie,
 	// for plain-HTTP development on a host name browsers do not trust.
 	InsecureCookies bool
@@ -78,6 +87,7 @@ type Server struct {
 	host      *tasks.Client
 	inspector *asynq.Inspector
 	redis     redis.UniversalClient
+	throttles throttles
 	monitor   *asynqmon.HTTPHandler
 	metrics   *prometheus.Registry
 	pages     *pageSet
@@ -132,6 +142,17 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.redis = rc
 	s.closers = append(s.closers, rc.Close)
+	if cfg.Throttle.Attempts <= 0 || cfg.Throttle.Window <= 0 {
+		cfg.Throttle = DefaultThrottle
+		s.cfg.Throttle = cfg.Throttle
+	}
+	lim := redis_rate.NewLimiter(rc)
+	s.throttles = throttles{
+		operator: newThrottle(lim, cfg.Throttle, "operator", cfg.Logger),
+		apiKey:   newThrottle(lim, cfg.Throttle, "api_key", cfg.Logger),
+		link:     newThrottle(lim, cfg.Throttle, "admin_link", cfg.Logger),
+		redeem:   newThrottle(lim, cfg.Throttle, "redeem", cfg.Logger),
+	}
 	s.monitor = asynqmon.New(asynqmon.Options{
 		RootPath: monitoringRoot, RedisConnOpt: cfg.Redis, ReadOnly: cfg.MonitoringReadOnly,
 	})
@@ -419,4 +440,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	<-done
 	return nil
+}
+
+// throttles are the server's failure counters, one per kind of credential.
+type throttles struct {
+	operator, apiKey, link, redeem throttle
 }

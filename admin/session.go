@@ -123,8 +123,15 @@ func (s *Server) pageLogin(w http.ResponseWriter, r *http.Request) {
 		s.renderStatus(w, r, locale, http.StatusUnauthorized, "err_no_session")
 		return
 	}
+	ip := clientIP(r, s.cfg.TrustedProxies)
+	if retry, blocked := s.throttles.link.blocked(ctx, ip); blocked {
+		setRetryAfter(w, retry)
+		s.renderStatus(w, r, locale, http.StatusTooManyRequests, "err_link")
+		return
+	}
 	link, err := parseLink(s.cfg.LinkSecret, r.URL.Query(), now, s.cfg.MaxLinkTTL)
 	if err != nil {
+		s.throttles.link.failed(ctx, ip)
 		s.log.InfoContext(ctx, "admin: link refused", slog.String("reason", err.Error()), slog.String("request_id", requestID(ctx)))
 		s.renderStatus(w, r, locale, http.StatusForbidden, "err_link")
 		return
@@ -159,6 +166,7 @@ func (s *Server) pageLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.store.CreateAdminSession(ctx, sess); err != nil {
 		if errors.Is(err, postgres.ErrLinkUsed) {
+			s.throttles.link.failed(ctx, ip)
 			s.renderStatus(w, r, link.Locale, http.StatusForbidden, "err_link_used")
 			return
 		}

@@ -69,6 +69,9 @@ func setup(t *testing.T) *testBundle {
 		Store: store, Redis: testenv.RedisOpt(), LinkSecret: testSecret,
 		OperatorUser: operatorUser, OperatorPassword: operatorPass, DevMailbox: true,
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Now: c.Now,
+		// The package's tests all come from one test address and refuse
+		// many credentials on purpose; throttle_test.go tests the limits.
+		Throttle: Throttle{Attempts: 1 << 20, Window: time.Hour},
 	})
 	if err != nil {
 		t.Fatal(err)

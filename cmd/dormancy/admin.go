@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,6 +29,8 @@ type AdminConfig struct {
 	LinkSecret      []byte
 	SessionTTL      time.Duration
 	SessionIdle     time.Duration
+	Throttle        admin.Throttle
+	TrustedProxies  []netip.Prefix
 	InsecureCookies bool
 }
 
@@ -64,6 +67,27 @@ func loadAdminConfig(get func(string) string, bad func(string, error)) AdminConf
 	} else {
 		c.SessionIdle = d
 	}
+	if n, err := strconv.Atoi(get("ADMIN_THROTTLE_ATTEMPTS")); err != nil || n < 1 || n > 10000 {
+		bad("ADMIN_THROTTLE_ATTEMPTS", fmt.Errorf("want a number from 1 to 10000, got %q", get("ADMIN_THROTTLE_ATTEMPTS")))
+	} else {
+		c.Throttle.Attempts = n
+	}
+	if d, err := time.ParseDuration(get("ADMIN_THROTTLE_WINDOW")); err != nil || d < time.Second || d > 24*time.Hour {
+		bad("ADMIN_THROTTLE_WINDOW", fmt.Errorf("want a duration from 1s to 24h, got %q", get("ADMIN_THROTTLE_WINDOW")))
+	} else {
+		c.Throttle.Window = d
+	}
+	for _, s := range strings.Split(get("ADMIN_TRUSTED_PROXIES"), ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			bad("ADMIN_TRUSTED_PROXIES", fmt.Errorf("want CIDRs such as 10.0.0.0/8, got %q", s))
+			continue
+		}
+		c.TrustedProxies = append(c.TrustedProxies, p.Masked())
+	}
 	return c
 }
 
@@ -93,7 +117,8 @@ func runAdmin(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		Store: store, Redis: cfg.Redis, LinkSecret: secret,
 		OperatorUser: cfg.Admin.OperatorUser, OperatorPassword: cfg.Admin.OperatorPassword,
 		MonitoringReadOnly: cfg.Admin.MonitoringReadOnly, DevMailbox: dev,
-		SessionTTL: cfg.Admin.SessionTTL, SessionIdle: cfg.Admin.SessionIdle, InsecureCookies: cfg.Admin.InsecureCookies, Logger: log,
+		SessionTTL: cfg.Admin.SessionTTL, SessionIdle: cfg.Admin.SessionIdle,
+		Throttle: cfg.Admin.Throttle, TrustedProxies: cfg.Admin.TrustedProxies, InsecureCookies: cfg.Admin.InsecureCookies, Logger: log,
 	})
 	if err != nil {
 		return err
