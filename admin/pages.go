@@ -299,6 +299,9 @@ type recipientRow struct {
 }
 
 type recipientsPage struct {
+	// Choosing is the manual's second step, after [担当者を設定]: the
+	// employees to choose from.
+	Choosing   bool
 	Candidates []recipientRow
 	Chosen     []postgres.AccountView
 	Current    []postgres.AccountView
@@ -313,7 +316,7 @@ func (s *Server) pageRecipients(w http.ResponseWriter, r *http.Request, pc *page
 	if err != nil {
 		return err
 	}
-	p := recipientsPage{Current: cur}
+	p := recipientsPage{Current: cur, Choosing: r.URL.Query().Get("choose") == "1"}
 	for _, c := range cands {
 		p.Candidates = append(p.Candidates, recipientRow{AccountView: c, Checked: c.Recipient})
 	}

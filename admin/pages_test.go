@@ -47,7 +47,7 @@ func TestEmployeeList(t *testing.T) {
 	// Three locked rows, and the member past the inactivity period whom the
 	// sweep has not reached yet: a login would be refused, so the page says
 	// locked too.
-	if got, want := strings.Count(all, `class="lock-icon"`), 4; got != want {
+	if got, want := strings.Count(all, `class="lock-icon`), 4; got != want {
 		t.Errorf("lock icons = %d, want %d", got, want)
 	}
 	if !strings.Contains(locked, "一般 次郎") {
@@ -60,7 +60,12 @@ func TestEmployeeList(t *testing.T) {
 		t.Error("the filter or the company scope leaks")
 	}
 	// Per-row unlock only for locked platform IDs; email IDs unlock themselves.
-	if got, want := strings.Count(all, `class="unlock-one"`), 3; got != want {
+	// The lock icon of a platform ID is its unlock button, with the
+	// confirm dialog; an email ID's is a plain label.
+	if got, want := strings.Count(all, `<button type="submit" name="account_id"`), 3; got != want {
+		t.Errorf("lock icons that unlock = %d, want %d", got, want)
+	}
+	if got, want := strings.Count(all, `class="lock-icon unlock-one"`), 3; got != want {
 		t.Errorf("unlock buttons = %d, want %d", got, want)
 	}
 	if !strings.Contains(all, "本人がメールで解除") {
@@ -80,7 +85,21 @@ func TestEmployeeList(t *testing.T) {
 func TestRecipientsFlow(t *testing.T) {
 	b := setup(t)
 	s := b.login(t, b.a.id, b.a.admin)
-	page := b.page(s, "GET", "/admin/recipients", nil).Body.String()
+	// The manual's steps: [ログイン通知先管理] → [担当者を設定] → choose →
+	// [確認画面へ] → [登録する].
+	first := b.page(s, "GET", "/admin/recipients", nil).Body.String()
+	for _, want := range []string{"ログイン通知先管理", `id="choose"`, "担当者を設定"} {
+		if !strings.Contains(first, want) {
+			t.Errorf("recipients page lacks %q", want)
+		}
+	}
+	if strings.Contains(first, `id="to-confirm"`) {
+		t.Error("the employees to choose from are shown before [担当者を設定]")
+	}
+	page := b.page(s, "GET", "/admin/recipients?choose=1", nil).Body.String()
+	if !strings.Contains(page, "確認画面へ") {
+		t.Error("the chooser has no [確認画面へ]")
+	}
 	assertEscaped(t, "recipients page", page)
 	if !strings.Contains(page, fmt.Sprintf(`value="%d" id="r%d" checked`, b.a.recipient, b.a.recipient)) {
 		t.Error("the current recipient is not checked")
@@ -160,7 +179,7 @@ func TestUnlockThroughWorker(t *testing.T) {
 		return st.State
 	})
 	page := b.page(s, "GET", "/admin/employees?locked=1", nil).Body.String()
-	if got := strings.Count(page, `class="lock-icon"`); got != 1 {
+	if got := strings.Count(page, `class="lock-icon`); got != 1 {
 		t.Errorf("lock icons after the bulk unlock = %d, want 1 (the email ID)", got)
 	}
 	if all := b.page(s, "GET", "/admin/employees", nil).Body.String(); !strings.Contains(all, "2026/11/26 24:00 までにログインが必要") {

@@ -92,13 +92,27 @@ test("an administrator filters to locked accounts and bulk-unlocks them", async 
   assert.equal(await page.locator("td.name", { hasText: "田中 次郎" }).count(), 0, "active accounts are filtered out");
   await page.screenshot({ path: join(shots, "03-locked-only.png"), fullPage: true });
 
-  // Bulk unlock behind the confirm dialog.
+  // A platform ID's [ロック中] icon is its unlock: clicking it asks, then
+  // unlocks that one row; an email ID's icon is a label, not a button.
+  assert.equal(await page.locator("table.employees button.lock-icon").count(), 3);
+  assert.equal(await page.locator("table.employees span.lock-icon").count(), 1);
+  const row = page.locator("table.employees tbody tr", { has: page.locator("button.lock-icon") }).first();
+  const rowName = (await row.locator("td.name").textContent()).trim();
+  await Promise.all([page.waitForURL(/unlock=/), row.locator("button.lock-icon").click()]);
+  const rowConfirm = page.dialogs.filter((d) => d.type === "confirm");
+  assert.equal(rowConfirm.length, 1, "one confirm dialog for the row");
+  assert.ok(rowConfirm[0].message.includes(rowName), `the dialog names ${rowName}: ${rowConfirm[0].message}`);
+  await page.waitForURL((u) => !u.searchParams.has("unlock"), { timeout: 30000 });
+  await page.waitForFunction(() => document.querySelectorAll("table.employees .lock-icon").length === 3, null, { timeout: 30000 });
+  await page.screenshot({ path: join(shots, "04a-row-unlocked.png"), fullPage: true });
+
+  // Bulk unlock of the rest behind the confirm dialog.
   await page.check("#select-all");
-  assert.equal(await page.locator('input[name="ids"]:checked').count(), 3);
+  assert.equal(await page.locator('input[name="ids"]:checked').count(), 2);
   await Promise.all([page.waitForURL(/unlock=/), page.click("#bulk-unlock")]);
   const confirms = page.dialogs.filter((d) => d.type === "confirm");
-  assert.equal(confirms.length, 1, "one confirm dialog");
-  assert.match(confirms[0].message, /選択した 3 名のロックを解除しますか/);
+  assert.equal(confirms.length, 2, "one more confirm dialog");
+  assert.match(confirms[1].message, /選択した 2 名のロックを解除しますか/);
   await page.screenshot({ path: join(shots, "04-unlock-requested.png"), fullPage: true });
   // The page waits for the worker, then reloads: the platform IDs' icons go,
   // the email ID's stays (it unlocks by email).
@@ -119,8 +133,11 @@ test("an administrator chooses, confirms and registers the login notification re
   const page = await newPage(context);
   assert.equal((await page.goto(env.login)).status(), 403, "a signed link opens one session only");
   assert.equal((await page.goto(env.login2)).status(), 200);
+  assert.equal((await page.locator('nav a[href="/admin/recipients"]').textContent()).trim(), "ログイン通知先管理");
   await page.click('nav a[href="/admin/recipients"]');
   await page.getByRole("heading", { name: "ログイン通知先の設定" }).waitFor();
+  await Promise.all([page.waitForURL(/choose=1/), page.click("#choose")]);
+  await page.getByRole("heading", { name: "担当者を設定" }).waitFor();
   await page.getByLabel("田中 次郎").check();
   await page.screenshot({ path: join(shots, "07-recipients-choose.png"), fullPage: true });
   await Promise.all([page.waitForURL(/\/admin\/recipients\/confirm$/), page.click("#to-confirm")]);
