@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dormancy/dormancy/policy"
@@ -59,7 +60,21 @@ type Host struct {
 	secret []byte
 	mux    *http.ServeMux
 	log    *slog.Logger
+
+	// saved are the saved logins ("３０日間パスワードを保存") by the random
+	// id their cookie carries: the server can revoke one, which a signed
+	// cookie holding the login ID could not be.
+	mu    sync.Mutex
+	saved map[string]savedLogin
 }
+
+type savedLogin struct {
+	loginID string
+	expires time.Time
+}
+
+// savedLoginTTL is how long a saved login lasts.
+const savedLoginTTL = 30 * 24 * time.Hour
 
 //go:embed templates/*.html
 var templateFS embed.FS
@@ -78,7 +93,8 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 
 // New builds the host.
 func New(cfg Config) *Host {
-	h := &Host{cfg: cfg, users: map[string]User{}, secret: make([]byte, 32), mux: http.NewServeMux(), log: cfg.Logger}
+	h := &Host{cfg: cfg, users: map[string]User{}, secret: make([]byte, 32), mux: http.NewServeMux(), log: cfg.Logger,
+		saved: map[string]savedLogin{}}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -103,6 +119,7 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 type loginPage struct {
+	CSRF     string
 	Token    string
 	Error    string
 	Verified bool
@@ -132,30 +149,79 @@ func (h *Host) home(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/profile", http.StatusSeeOther)
 		return
 	}
-	if login, ok := h.cookie(r, "demo_remember"); ok {
-		h.finish(w, r, login, policy.MethodRemembered, false)
-		return
+	if id, ok := h.cookie(r, "demo_remember"); ok {
+		if login, ok := h.savedLogin(id); ok {
+			h.finish(w, r, login, policy.MethodRemembered, false)
+			return
+		}
+		h.clearCookie(w, "demo_remember")
 	}
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
+// savedLogin is the login ID of a live saved login.
+func (h *Host) savedLogin(id string) (string, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s, ok := h.saved[id]
+	if !ok || !time.Now().Before(s.expires) {
+		delete(h.saved, id)
+		return "", false
+	}
+	return s.loginID, true
+}
+
+// RevokeSavedLogins ends every saved login of loginID: after a lock, a
+// password change, or when the person asks.
+func (h *Host) RevokeSavedLogins(loginID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, s := range h.saved {
+		if s.loginID == loginID {
+			delete(h.saved, id)
+		}
+	}
+}
+
+// csrf is the login form's token: a random value in a cookie and in the
+// form, which a page on another site can neither read nor set.
+func (h *Host) csrf(w http.ResponseWriter, r *http.Request) string {
+	if v, ok := h.cookie(r, "demo_csrf"); ok {
+		return v
+	}
+	v := randomID()
+	h.setCookieOn(w, r, "demo_csrf", v, 0)
+	return v
+}
+
+func randomID() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
 func (h *Host) loginForm(w http.ResponseWriter, r *http.Request) {
-	h.render(w, http.StatusOK, "login.html", loginPage{})
+	h.render(w, http.StatusOK, "login.html", loginPage{CSRF: h.csrf(w, r)})
 }
 
 // verifyForm is where a verification link lands: the login form again. The
 // link alone logs nobody in; the password must come with it.
 func (h *Host) verifyForm(w http.ResponseWriter, r *http.Request) {
-	h.render(w, http.StatusOK, "login.html", loginPage{Token: r.URL.Query().Get("token"), Verified: true})
+	h.render(w, http.StatusOK, "login.html", loginPage{CSRF: h.csrf(w, r), Token: r.URL.Query().Get("token"), Verified: true})
 }
 
 func (h *Host) login(w http.ResponseWriter, r *http.Request) {
 	loginID, password, token := r.PostFormValue("login_id"), r.PostFormValue("password"), r.PostFormValue("token")
+	if want, ok := h.cookie(r, "demo_csrf"); !ok || !hmac.Equal([]byte(want), []byte(r.PostFormValue("csrf"))) {
+		h.render(w, http.StatusForbidden, "login.html", loginPage{CSRF: h.csrf(w, r), Token: token, Verified: token != "",
+			Error: "ログイン画面を開き直してから、もう一度ログインしてください。"})
+		return
+	}
 	u, ok := h.users[loginID]
 	if !ok || !hmac.Equal([]byte(u.Password), []byte(password)) {
 		// The host's ordinary failure: dormancy is never asked, so the lock
 		// message never tells a stranger that an account exists.
-		h.render(w, http.StatusUnauthorized, "login.html", loginPage{Token: token, Verified: token != "", Error: "ログインIDまたはパスワードが正しくありません。", LoginID: loginID})
+		h.render(w, http.StatusUnauthorized, "login.html", loginPage{CSRF: h.csrf(w, r), Token: token, Verified: token != "", Error: "ログインIDまたはパスワードが正しくありません。", LoginID: loginID})
 		return
 	}
 	method := policy.MethodPassword
@@ -165,7 +231,7 @@ func (h *Host) login(w http.ResponseWriter, r *http.Request) {
 				h.fail(w, err)
 				return
 			}
-			h.render(w, http.StatusForbidden, "login.html", loginPage{Error: "このURLは無効か、有効期限（24時間）が切れています。ログイン画面から再度ログインしてください。"})
+			h.render(w, http.StatusForbidden, "login.html", loginPage{CSRF: h.csrf(w, r), Error: "このURLは無効か、有効期限（24時間）が切れています。ログイン画面から再度ログインしてください。"})
 			return
 		}
 		method = policy.MethodVerificationLink
@@ -188,6 +254,8 @@ func (h *Host) finish(w http.ResponseWriter, r *http.Request, loginID string, m 
 		return
 	}
 	if res.Decision.Outcome.Locked() {
+		// A locked account's saved logins end on every device.
+		h.RevokeSavedLogins(loginID)
 		h.clearCookie(w, "demo_remember")
 		h.render(w, http.StatusForbidden, "locked.html", lockedPage{
 			Message:        res.Message,
@@ -198,12 +266,17 @@ func (h *Host) finish(w http.ResponseWriter, r *http.Request, loginID string, m 
 		return
 	}
 	if res.Decision.Outcome != policy.OutcomeAllow {
-		h.render(w, http.StatusForbidden, "login.html", loginPage{Error: "このアカウントは利用できません。"})
+		h.RevokeSavedLogins(loginID)
+		h.render(w, http.StatusForbidden, "login.html", loginPage{CSRF: h.csrf(w, r), Error: "このアカウントは利用できません。"})
 		return
 	}
-	h.setCookie(w, "demo_session", loginID, 0)
+	h.setCookieOn(w, r, "demo_session", loginID, 0)
 	if remember {
-		h.setCookie(w, "demo_remember", loginID, 30*24*time.Hour)
+		id := randomID()
+		h.mu.Lock()
+		h.saved[id] = savedLogin{loginID: loginID, expires: time.Now().Add(savedLoginTTL)}
+		h.mu.Unlock()
+		h.setCookieOn(w, r, "demo_remember", id, savedLoginTTL)
 	}
 	http.Redirect(w, r, "/profile", http.StatusSeeOther)
 }
@@ -271,8 +344,24 @@ func (h *Host) sign(v string) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)) + "." + url.QueryEscape(v)
 }
 
-func (h *Host) setCookie(w http.ResponseWriter, name, v string, maxAge time.Duration) {
-	http.SetCookie(w, &http.Cookie{Name: name, Value: h.sign(v), Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: int(maxAge / time.Second)})
+// setCookieOn sets a signed cookie, Secure everywhere but on this machine
+// (a browser keeps a Secure cookie only over HTTPS, and the dev setup
+// serves plain HTTP on localhost).
+func (h *Host) setCookieOn(w http.ResponseWriter, r *http.Request, name, v string, maxAge time.Duration) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: h.sign(v), Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode,
+		MaxAge: int(maxAge / time.Second), Secure: !localHost(r.Host)})
+}
+
+// localHost reports whether host (with or without a port) is this machine.
+func localHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (h *Host) clearCookie(w http.ResponseWriter, name string) {

@@ -36,6 +36,7 @@ type testBundle struct {
 	clock   *testenv.Clock
 	store   *postgres.Store
 	company string
+	host    *demohost.Host
 }
 
 var start = time.Date(2026, 11, 26, 1, 0, 0, 0, time.UTC)
@@ -80,7 +81,7 @@ func setup(t *testing.T) *testBundle {
 	t.Cleanup(h.Close)
 	mux := asynq.NewServeMux()
 	h.Register(mux)
-	b := &testBundle{ctx: ctx, srv: srv, resend: fake, mux: mux, inspect: insp, clock: c, store: store, company: company}
+	b := &testBundle{ctx: ctx, srv: srv, resend: fake, mux: mux, inspect: insp, clock: c, store: store, company: company, host: host}
 	for _, a := range []postgres.AccountRecord{
 		{LoginID: "tanaka@example.com", IDKind: policy.IDKindEmail, Email: "tanaka@example.com", Name: "田中 一郎", LastLoginAt: start.Add(-120 * 24 * time.Hour)},
 		{LoginID: "suzuki01", IDKind: policy.IDKindPlatform, Name: "鈴木 二郎", LastLoginAt: start.Add(-120 * 24 * time.Hour)},
@@ -125,8 +126,20 @@ func (b *testBundle) browser(t *testing.T) *browser {
 	return &browser{t: t, b: b, c: &http.Client{Jar: jar}}
 }
 
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// post submits a form; a login form carries the CSRF token of the login
+// page, as a browser that opened it would.
 func (br *browser) post(path string, form url.Values) (int, string) {
 	br.t.Helper()
+	if _, given := form["csrf"]; path == "/login" && !given {
+		_, page := br.get("/login")
+		m := csrfField.FindStringSubmatch(page)
+		if m == nil {
+			br.t.Fatalf("no CSRF token on the login page:\n%s", page)
+		}
+		form.Set("csrf", m[1])
+	}
 	resp, err := br.c.PostForm(br.b.srv.URL+path, form)
 	if err != nil {
 		br.t.Fatal(err)
@@ -240,5 +253,67 @@ func TestRememberedLoginKeepsTheLoginDate(t *testing.T) {
 	p, err := tasks.NewClient(nil, b.store, nil).Profile(b.ctx, b.company, "yamamoto@example.com")
 	if err != nil || !p.LoginDate.Equal(start) {
 		t.Errorf("login date after remembered login = %v, %v; want %v", p.LoginDate, err, start)
+	}
+}
+
+// The login form is CSRF-protected: a post without the token of the
+// browser's own login page is refused and logs nobody in.
+func TestLoginFormNeedsItsCSRFToken(t *testing.T) {
+	b := setup(t)
+	br := b.browser(t)
+	for name, token := range map[string]string{"no token": "", "another browser's token": "forged"} {
+		form := login("yamamoto@example.com", "pw", "csrf", token)
+		resp, err := br.c.PostForm(b.srv.URL+"/login", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: %d, want 403", name, resp.StatusCode)
+		}
+	}
+	if code, _ := br.get("/profile"); code != http.StatusOK {
+		t.Fatal("profile should redirect to the login page")
+	}
+	if _, body := br.get("/profile"); strings.Contains(body, "yamamoto@example.com") {
+		t.Error("a login without its CSRF token started a session")
+	}
+	if code, _ := br.post("/login", login("yamamoto@example.com", "pw")); code != http.StatusOK {
+		t.Errorf("login with the token: %d", code)
+	}
+}
+
+// Cookies are Secure except on this machine, where the dev setup serves
+// plain HTTP.
+func TestCookiesAreSecureOutsideLocalhost(t *testing.T) {
+	b := setup(t)
+	for host, secure := range map[string]bool{"platform.example.com": true, "127.0.0.1:8080": false, "localhost:8080": false} {
+		r := httptest.NewRequest("GET", "/login", nil)
+		r.Host = host
+		w := httptest.NewRecorder()
+		b.host.ServeHTTP(w, r)
+		cs := w.Result().Cookies()
+		if len(cs) == 0 || cs[0].Secure != secure {
+			t.Errorf("%s: cookies %+v, want Secure %v", host, cs, secure)
+		}
+	}
+}
+
+// A saved login lives on the server: revoked there (as a lock does), the
+// cookie no longer logs anyone in.
+func TestSavedLoginCanBeRevoked(t *testing.T) {
+	b := setup(t)
+	br := b.browser(t)
+	if code, _ := br.post("/login", login("yamamoto@example.com", "pw", "remember", "on")); code != http.StatusOK {
+		t.Fatalf("login: %d", code)
+	}
+	br.post("/logout", nil)
+	if _, body := br.get("/"); !strings.Contains(body, "yamamoto@example.com") {
+		t.Fatalf("the saved login did not log in:\n%s", body)
+	}
+	br.post("/logout", nil)
+	b.host.RevokeSavedLogins("yamamoto@example.com")
+	if _, body := br.get("/"); strings.Contains(body, "yamamoto@example.com") || !strings.Contains(body, "ログイン") {
+		t.Errorf("a revoked saved login still logs in:\n%s", body)
 	}
 }
