@@ -20,6 +20,9 @@ type Verification struct {
 	Name     string
 	URL      string
 	ValidFor time.Duration
+	// Platform names the host platform where the manual's sentences do
+	// ("BtoBプラットフォーム"); empty, the sentences go without it.
+	Platform string
 }
 
 // DormantLoginAlert tells one login notification recipient that a dormant
@@ -34,6 +37,11 @@ type DormantLoginAlert struct {
 	IP              string
 	Device          policy.DeviceKind
 	EmployeeListURL string
+	// Platform as in Verification.
+	Platform string
+	// HelpURL is the manual's second link, to a help page on retiring
+	// employees; empty leaves it out.
+	HelpURL string
 }
 
 // Unlocked tells the owner that a verification link unlocked the account, so

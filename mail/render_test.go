@@ -68,6 +68,47 @@ func TestRenderGolden(t *testing.T) {
 	}
 }
 
+// TestRenderGoldenWithPlatform: with a platform name (and the help page)
+// configured, the emails read the manual's sentences exactly.
+func TestRenderGoldenWithPlatform(t *testing.T) {
+	data := goldenData()
+	v := data["verification"].(Verification)
+	v.Platform = "BtoBプラットフォーム"
+	a := data["dormant-login-alert"].(DormantLoginAlert)
+	a.Platform, a.HelpURL = "BtoBプラットフォーム", "https://help.example.com/answers/11915"
+	manual := map[string][]string{
+		"verification": {
+			"一定期間、BtoBプラットフォームへのログインがなかったため、セキュリティ上の理由により、アカウントがロックいたしました。",
+			"以下のURLからBtoBプラットフォームにアクセスしてください。",
+		},
+		"dormant-login-alert": {
+			"一定期間ログインをしていない社員が、BtoBプラットフォームへのログインを試みました。",
+			"https://help.example.com/answers/11915",
+		},
+	}
+	for kind, d := range map[string]any{"verification": v, "dormant-login-alert": a} {
+		for _, loc := range locales {
+			t.Run(kind+"."+string(loc), func(t *testing.T) {
+				subject, text, html, err := Render(loc, d)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for ext, got := range map[string]string{"subject": subject, "txt": text, "html": html} {
+					checkGolden(t, filepath.Join("testdata", "golden", kind+".platform."+string(loc)+"."+ext), got)
+				}
+				if loc != policy.LocaleJA {
+					return
+				}
+				for _, line := range manual[kind] {
+					if !strings.Contains(text, line+"\n") || !strings.Contains(html, line) {
+						t.Errorf("%s lacks the manual's %q", kind, line)
+					}
+				}
+			})
+		}
+	}
+}
+
 func checkGolden(t *testing.T, path, got string) {
 	t.Helper()
 	if *update {

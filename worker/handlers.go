@@ -26,6 +26,8 @@ type Handlers struct {
 	now       func() time.Time
 	random    io.Reader
 	secret    []byte
+	platform  string
+	helpURL   string
 	logins    *loginBatcher
 	// emailMaxRetry overrides the email tasks' retry count when > 0.
 	emailMaxRetry int

@@ -6,11 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/dormancy/dormancy/internal/testenv"
 	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/tasks"
+	"github.com/dormancy/dormancy/worker"
 )
 
 // TestNoLiveTokenInRedis: a verification email's task carries the token
@@ -103,4 +105,39 @@ func redisKeysHolding(t *testing.T, ctx context.Context, rdb *redis.Client, s st
 		}
 	}
 	return n
+}
+
+// With PLATFORM_NAME set, the verification email and the alert read the
+// manual's sentences exactly, and the alert carries the help link.
+func TestEmailsNameThePlatform(t *testing.T) {
+	b := setup(t)
+	cfg := b.cfg
+	cfg.PlatformName, cfg.HelpURL = "BtoBプラットフォーム", "https://help.example.com/answers/11915"
+	h := worker.NewHandlers(cfg)
+	t.Cleanup(h.Close)
+	b.mux = asynq.NewServeMux()
+	h.Register(b.mux)
+
+	_, r := b.account(t, accountOpts{lastLogin: day})
+	b.recipients(t, b.company, r)
+	login, _ := b.account(t, accountOpts{lastLogin: 120 * day})
+	b.run(t, b.attempt(t, b.company, login, policy.MethodPassword))
+	if got := b.drain(t); got != 2 {
+		t.Fatalf("drained %d email tasks, want the verification and the alert", got)
+	}
+	var texts []string
+	for _, e := range b.resend.Emails() {
+		texts = append(texts, e.Text)
+	}
+	all := strings.Join(texts, "\n")
+	for _, want := range []string{
+		"一定期間、BtoBプラットフォームへのログインがなかったため、セキュリティ上の理由により、アカウントがロックいたしました。",
+		"以下のURLからBtoBプラットフォームにアクセスしてください。",
+		"一定期間ログインをしていない社員が、BtoBプラットフォームへのログインを試みました。",
+		"https://help.example.com/answers/11915",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("the emails lack %q:\n%s", want, all)
+		}
+	}
 }

@@ -73,6 +73,12 @@ type Config struct {
 	// issues a link and another may send it. At least
 	// policy.MinTokenSecret bytes.
 	TokenSecret []byte
+	// PlatformName names the host platform in the emails where the
+	// manual's sentences do; empty, they go without it.
+	PlatformName string
+	// HelpURL is the help page the alert links to, as the manual's second
+	// link; empty leaves it out.
+	HelpURL string
 }
 
 // Worker is the running server with its handlers.
@@ -158,6 +164,8 @@ func NewHandlers(cfg Config) *Handlers {
 		now:       now,
 		random:    random,
 		secret:    cfg.TokenSecret,
+		platform:  cfg.PlatformName,
+		helpURL:   cfg.HelpURL,
 		// Two lanes keep one statement in flight while the next batch fills.
 		logins:        newLoginBatcher(cfg.Store, 2, 64),
 		emailMaxRetry: cfg.EmailMaxRetry,

@@ -27,6 +27,8 @@ type Config struct {
 	Redis            asynq.RedisConnOpt
 	ResendAPIKey     string
 	ResendBaseURL    string
+	PlatformName     string
+	HelpURL          string
 	// TokenSecret is VERIFICATION_SECRET; empty when unset, which only dev
 	// mail mode accepts (see workerTokenSecret).
 	TokenSecret   []byte
@@ -63,6 +65,8 @@ var envVars = []envVar{
 	{"VERIFICATION_SECRET", "", "secret the workers derive verification links with (>= 32 bytes, the same in every worker); required unless mail is in dev mode"},
 	{"RESEND_BASE_URL", "", "Resend API base URL; empty means Resend's own"},
 	{"MAIL_FROM", "dormancy <no-reply@dormancy.localhost>", "From address of every email"},
+	{"PLATFORM_NAME", "", "the host platform's name, used in the emails where the manual's sentences name it; empty leaves it out"},
+	{"ALERT_HELP_URL", "", "help page the dormant-login alert links to under the employee list; empty leaves it out"},
 	{"PUBLIC_BASE_URL", "http://127.0.0.1:8080", "host platform URL that links in emails point at"},
 	{"DEFAULT_LOCALE", "ja", "locale (ja or en) of the companies dormancy import -create-companies creates"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
@@ -130,6 +134,16 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 		bad("REDIS_URL", err)
 	} else {
 		c.Redis = opt
+	}
+	c.PlatformName = strings.TrimSpace(get("PLATFORM_NAME"))
+	if len(c.PlatformName) > 100 || strings.ContainsAny(c.PlatformName, "\r\n") {
+		bad("PLATFORM_NAME", fmt.Errorf("want one line of at most 100 bytes, got %q", c.PlatformName))
+	}
+	if s := get("ALERT_HELP_URL"); s != "" {
+		if u, err := url.Parse(s); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			bad("ALERT_HELP_URL", fmt.Errorf("want an absolute http(s) URL, got %q", s))
+		}
+		c.HelpURL = s
 	}
 	if s := get("VERIFICATION_SECRET"); s != "" {
 		if len(s) < policy.MinTokenSecret {

@@ -108,8 +108,8 @@ func runDev(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Writer
 		tokenSecret = devTokenSecret
 	}
 	w, err := worker.New(worker.Config{
-		TokenSecret: tokenSecret,
-		Redis:       cfg.Redis, Store: store, Sender: mail.NewDev(log), Links: worker.Links{Base: cfg.PublicBaseURL},
+		TokenSecret: tokenSecret, PlatformName: cfg.PlatformName, HelpURL: cfg.HelpURL,
+		Redis: cfg.Redis, Store: store, Sender: mail.NewDev(log), Links: worker.Links{Base: cfg.PublicBaseURL},
 		Concurrency: cfg.WorkerConcurrency, TaskCheckInterval: cfg.WorkerTaskCheckInterval,
 		ShutdownTimeout: 5 * time.Second, Retry: cfg.Retry, EmailMaxRetry: cfg.EmailMaxRetry,
 		Logger: log, Now: clock.Now,

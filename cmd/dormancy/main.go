@@ -108,8 +108,8 @@ func runWorker(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return err
 	}
 	w, err := worker.New(worker.Config{
-		TokenSecret: secret,
-		Redis:       cfg.Redis, Store: store, Sender: sender, Links: worker.Links{Base: cfg.PublicBaseURL},
+		TokenSecret: secret, PlatformName: cfg.PlatformName, HelpURL: cfg.HelpURL,
+		Redis: cfg.Redis, Store: store, Sender: sender, Links: worker.Links{Base: cfg.PublicBaseURL},
 		Concurrency: cfg.WorkerConcurrency, TaskCheckInterval: cfg.WorkerTaskCheckInterval,
 		ShutdownTimeout: cfg.WorkerShutdownTimeout,
 		Retry:           cfg.Retry, EmailMaxRetry: cfg.EmailMaxRetry,
