@@ -24,4 +24,7 @@ type Company struct {
 	// FallbackContact is whom a locked platform-ID user asks when no
 	// administrator can act (policy.CanAct): free text such as a help desk.
 	FallbackContact string
+	// PlatformName names the host platform in the company's emails; empty
+	// leaves it to the worker's setting.
+	PlatformName string
 }

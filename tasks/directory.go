@@ -51,6 +51,7 @@ const (
 	MaxPrelockWarningDay      = 365
 	MaxPrelockWarnings        = 10
 	MaxFallbackContact        = 500
+	MaxPlatformName           = 100
 )
 
 // Company is a tenant as the host describes it. A setting left at its zero
@@ -76,6 +77,10 @@ type Company struct {
 	// administrator of the company can act (a help desk, a phone number);
 	// the lock message shows it. Free text, at most 500 bytes.
 	FallbackContact string `json:"fallback_contact,omitempty"`
+	// PlatformName is the host platform's name as this company's emails
+	// say it (the manual's "BtoBプラットフォーム"); empty uses the
+	// worker's PLATFORM_NAME. One line, at most 100 bytes.
+	PlatformName string `json:"platform_name,omitempty"`
 
 	// explicitZero lists settings a JSON document set to 0 or "" rather
 	// than leaving out. Go callers cannot tell the two apart and get the
@@ -140,6 +145,9 @@ func (c *Company) PolicyCompany() (policy.Company, error) {
 	if err := CheckFallbackContact(c.FallbackContact); err != nil {
 		return policy.Company{}, err
 	}
+	if err := checkText("platform_name", c.PlatformName, false, MaxPlatformName); err != nil {
+		return policy.Company{}, err
+	}
 	zeroGiven := func(field string) bool { return slices.Contains(c.explicitZero, field) }
 
 	tz := c.TimeZone
@@ -202,6 +210,7 @@ func (c *Company) PolicyCompany() (policy.Company, error) {
 		Policy:             pol,
 		PrelockWarningDays: warn,
 		FallbackContact:    c.FallbackContact,
+		PlatformName:       c.PlatformName,
 	}, nil
 }
 

@@ -78,6 +78,8 @@ func TestCompanySettingsNameTheField(t *testing.T) {
 		{"negative link lifetime", tasks.Company{VerificationTTLSeconds: -5}, "verification_ttl_seconds"},
 		{"link lifetime too long", tasks.Company{VerificationTTLSeconds: tasks.MaxVerificationTTLSeconds + 1}, "verification_ttl_seconds"},
 		{"unknown locale", tasks.Company{Locale: "fr"}, "locale"},
+		{"platform name too long", tasks.Company{PlatformName: strings.Repeat("x", tasks.MaxPlatformName+1)}, "platform_name"},
+		{"platform name on two lines", tasks.Company{PlatformName: "a\nb"}, "platform_name"},
 		{"warning day 0", tasks.Company{PrelockWarningDays: []int{0}}, "prelock_warning_days"},
 		{"warning beyond a year", tasks.Company{PrelockWarningDays: []int{366}, InactivityDays: 400}, "prelock_warning_days"},
 		{"warning not before the lock", tasks.Company{PrelockWarningDays: []int{30}, InactivityDays: 30}, "prelock_warning_days"},

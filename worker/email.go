@@ -193,7 +193,7 @@ func (h *Handlers) render(m postgres.Mail, token string) (mail.Message, error) {
 	var data any
 	switch m.Kind {
 	case postgres.MailVerification:
-		data = mail.Verification{Name: m.Name, URL: h.links.Verify(token), ValidFor: m.VerificationTTL, Platform: h.platform}
+		data = mail.Verification{Name: m.Name, URL: h.links.Verify(token), ValidFor: m.VerificationTTL, Platform: h.platformOf(m)}
 	case postgres.MailDormantLoginAlert:
 		ip := ""
 		if m.IP.IsValid() {
@@ -202,7 +202,7 @@ func (h *Handlers) render(m postgres.Mail, token string) (mail.Message, error) {
 		data = mail.DormantLoginAlert{
 			AccountName: m.Name, Department: m.Department, LoginID: m.LoginID,
 			AttemptedAt: m.AttemptedAt.In(m.Location), IP: ip, Device: m.Device,
-			EmployeeListURL: h.links.EmployeeList(), Platform: h.platform, HelpURL: h.helpURL,
+			EmployeeListURL: h.links.EmployeeList(), Platform: h.platformOf(m), HelpURL: h.helpURL,
 		}
 	case postgres.MailUnlocked:
 		data = mail.Unlocked{Name: m.Name, At: m.CreatedAt.In(m.Location), LoginURL: h.links.Login()}
@@ -253,4 +253,13 @@ func tagSafe(s string) string {
 		}
 		return '_'
 	}, s)
+}
+
+// platformOf is the platform's name as the mail's company says it, else
+// the worker's PLATFORM_NAME.
+func (h *Handlers) platformOf(m postgres.Mail) string {
+	if m.PlatformName != "" {
+		return m.PlatformName
+	}
+	return h.platform
 }

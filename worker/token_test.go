@@ -140,4 +140,21 @@ func TestEmailsNameThePlatform(t *testing.T) {
 			t.Errorf("the emails lack %q:\n%s", want, all)
 		}
 	}
+
+	// A company that names its platform (platform_name, from the directory)
+	// overrides the worker's setting.
+	if _, err := b.db.Exec(`UPDATE companies SET platform_name = 'ＸＹＺクラウド' WHERE id = $1`, b.company); err != nil {
+		t.Fatal(err)
+	}
+	before := len(b.resend.Emails())
+	other, _ := b.account(t, accountOpts{lastLogin: 120 * day})
+	b.run(t, b.attempt(t, b.company, other, policy.MethodPassword))
+	b.drain(t)
+	var latest []string
+	for _, e := range b.resend.Emails()[before:] {
+		latest = append(latest, e.Text)
+	}
+	if got := strings.Join(latest, "\n"); !strings.Contains(got, "ＸＹＺクラウドへのログインがなかったため") || strings.Contains(got, "BtoBプラットフォーム") {
+		t.Errorf("the company's own platform name is not used:\n%s", got)
+	}
 }
