@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -124,8 +125,13 @@ func runAdmin(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return err
 	}
 	defer srv.Close()
-	log.Info("admin server started", "addr", cfg.Admin.Addr, "dev_mailbox", dev, "monitoring_readonly", cfg.Admin.MonitoringReadOnly)
-	return srv.Run(ctx, cfg.Admin.Addr)
+	// Bind first: "started" is said only once the address is ours.
+	ln, err := net.Listen("tcp", cfg.Admin.Addr)
+	if err != nil {
+		return fmt.Errorf("ADMIN_ADDR %s: %w", cfg.Admin.Addr, err)
+	}
+	log.Info("admin server started", "addr", ln.Addr().String(), "dev_mailbox", dev, "monitoring_readonly", cfg.Admin.MonitoringReadOnly)
+	return srv.Serve(ctx, ln)
 }
 
 // apiKeyUsage is what apikey takes.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"net"
 	"strings"
 	"testing"
 
@@ -50,5 +52,36 @@ func TestAPIKeyCommand(t *testing.T) {
 	}
 	if list := out.String(); !strings.Contains(list, "host one\tco-a,co-b\t") || !strings.Contains(list, "host two\tplatform-wide\t") {
 		t.Errorf("list:\n%s", list)
+	}
+}
+
+func TestVersionCommand(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"version"}, env(nil), &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "dormancy ") || !strings.Contains(out.String(), "go1.") {
+		t.Errorf("version = %q", out.String())
+	}
+}
+
+// A busy ADMIN_ADDR fails before anything says the server started, naming
+// the variable.
+func TestAdminBindsBeforeItAnnounces(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dsn := testenv.NewDatabase(t)
+	var logs bytes.Buffer
+	err = run(context.Background(), []string{"admin"}, env(map[string]string{
+		"DATABASE_URL": dsn, "REDIS_URL": testenv.RedisURL(), "ADMIN_ADDR": ln.Addr().String(),
+	}), io.Discard, &logs)
+	if err == nil || !strings.Contains(err.Error(), "ADMIN_ADDR") {
+		t.Errorf("busy address: %v, want an error naming ADMIN_ADDR", err)
+	}
+	if strings.Contains(logs.String(), "admin server started") {
+		t.Errorf("announced before binding:\n%s", logs.String())
 	}
 }

@@ -159,6 +159,12 @@ func runDev(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Writer
 	if err != nil {
 		return fmt.Errorf("dev: demo host on %s (PUBLIC_BASE_URL): %w", hostAddr, err)
 	}
+	// Both addresses are bound before the banner says anything is running.
+	adminLn, err := net.Listen("tcp", cfg.Admin.Addr)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("dev: admin server on %s (ADMIN_ADDR): %w", cfg.Admin.Addr, err)
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -177,7 +183,7 @@ func runDev(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Writer
 	hostSrv := &http.Server{Handler: hostMux, ReadHeaderTimeout: 10 * time.Second}
 	start("worker", func() error { return w.Run(ctx) })
 	start("scheduler", func() error { return sched.Run(ctx) })
-	start("admin", func() error { return adminSrv.Run(ctx, cfg.Admin.Addr) })
+	start("admin", func() error { return adminSrv.Serve(ctx, adminLn) })
 	start("demo host", func() error { return hostSrv.Serve(ln) })
 	// The sweep runs daily; run it now so the administrators' list shows
 	// the dormant accounts locked from the start.

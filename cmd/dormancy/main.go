@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -35,6 +36,7 @@ commands:
   import [-format csv|jsonl] [-rejects FILE] FILE
                           load employees from a CSV or JSON Lines file
   env                     list the environment variables and their defaults
+  version                 the module version and VCS revision of this binary
 `
 
 func main() {
@@ -60,6 +62,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		for _, e := range envVars {
 			fmt.Fprintf(stdout, "%-28s %-60s %s\n", e.name, e.def, e.doc)
 		}
+		return nil
+	}
+	if args[0] == "version" {
+		fmt.Fprintln(stdout, version())
 		return nil
 	}
 	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
@@ -148,4 +154,35 @@ func newSender(cfg *Config, log *slog.Logger) (worker.Sender, error) {
 		return mail.NewDev(log), nil
 	}
 	return mail.NewResend(mail.ResendConfig{APIKey: cfg.ResendAPIKey, BaseURL: cfg.ResendBaseURL, From: cfg.MailFrom})
+}
+
+// version is the module version and the VCS revision the binary was built
+// from, as the Go toolchain recorded them.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dormancy (no build information)"
+	}
+	v := bi.Main.Version
+	var rev, when, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			when = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = " (modified)"
+			}
+		}
+	}
+	out := "dormancy " + v
+	if rev != "" {
+		out += " " + rev + dirty
+	}
+	if when != "" {
+		out += " " + when
+	}
+	return out + " " + bi.GoVersion
 }
