@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/dormancy/dormancy/admin"
-	"github.com/dormancy/dormancy/postgres"
 )
 
 // AdminConfig is the admin server's part of the configuration.
@@ -109,7 +108,7 @@ func runAdmin(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if cfg.Admin.OperatorUser == "" {
 		log.Warn("ADMIN_OPERATOR_USER/ADMIN_OPERATOR_PASSWORD are not set: /monitoring/, /metrics and /dev/mailbox answer 401 to everyone")
 	}
-	store, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
+	store, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -192,7 +191,7 @@ func runAPIKey(ctx context.Context, cfg *Config, args []string, stdout, stderr i
 			return err
 		}
 	}
-	store, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
+	store, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}

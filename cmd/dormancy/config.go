@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/mail"
@@ -11,8 +12,10 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/uptrace/bun/driver/pgdriver"
 
 	"github.com/dormancy/dormancy/policy"
+	"github.com/dormancy/dormancy/postgres"
 	"github.com/dormancy/dormancy/scheduler"
 	"github.com/dormancy/dormancy/tasks"
 	"github.com/dormancy/dormancy/worker"
@@ -102,6 +105,32 @@ var envVars = []envVar{
 // LoadConfig reads the environment; getenv is os.Getenv outside tests. The
 // first bad value stops the process with the variable's name.
 func LoadConfig(getenv func(string) string) (*Config, error) {
+	return loadConfig(getenv, func(string) bool { return true })
+}
+
+// Sections of the configuration that only some processes read.
+const (
+	sectionScheduler = "scheduler" // SCHEDULE_*, MAINTENANCE_*, TOKEN_RETENTION, MAIL_REQUEUE_AFTER
+	sectionAdmin     = "admin"     // ADMIN_*
+)
+
+// sectionsOf says which sections a command reads: a process refuses to
+// start only on a bad setting it reads itself.
+func sectionsOf(command string) func(string) bool {
+	return func(section string) bool {
+		switch command {
+		case "dev":
+			return true
+		case "scheduler":
+			return section == sectionScheduler
+		case "admin":
+			return section == sectionAdmin
+		}
+		return false
+	}
+}
+
+func loadConfig(getenv func(string) string, reads func(section string) bool) (*Config, error) {
 	get := func(name string) string {
 		if v := strings.TrimSpace(getenv(name)); v != "" {
 			return v
@@ -124,6 +153,8 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 
 	if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		bad("DATABASE_URL", fmt.Errorf("want postgres://user@host:port/database, got %q", c.DatabaseURL))
+	} else if err := checkDSN(c.DatabaseURL); err != nil {
+		bad("DATABASE_URL", err)
 	}
 	if n, err := strconv.Atoi(get("DATABASE_MAX_CONNS")); err != nil || n < 2 || n > 1000 {
 		bad("DATABASE_MAX_CONNS", fmt.Errorf("want a number from 2 to 1000, got %q", get("DATABASE_MAX_CONNS")))
@@ -170,7 +201,7 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 		c.DefaultLocale = l
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL"))); err != nil {
-		bad("LOG_LEVEL", err)
+		bad("LOG_LEVEL", fmt.Errorf("want debug, info, warn or error, got %q", get("LOG_LEVEL")))
 	}
 	if n, err := strconv.Atoi(get("WORKER_CONCURRENCY")); err != nil || n < 1 || n > 10000 {
 		bad("WORKER_CONCURRENCY", fmt.Errorf("want a number from 1 to 10000, got %q", get("WORKER_CONCURRENCY")))
@@ -203,8 +234,15 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 	} else {
 		c.EmailMaxRetry = n
 	}
-	c.Jobs = loadJobs(get, bad)
-	c.Admin = loadAdminConfig(get, bad)
+	ignore := func(string, error) {}
+	only := func(section string) func(string, error) {
+		if reads(section) {
+			return bad
+		}
+		return ignore
+	}
+	c.Jobs = loadJobs(get, only(sectionScheduler))
+	c.Admin = loadAdminConfig(get, only(sectionAdmin))
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("configuration:\n  %s", strings.Join(errs, "\n  "))
 	}
@@ -213,3 +251,30 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 
 // osGetenv is the production environment.
 var osGetenv = os.Getenv
+
+// checkDSN asks the Postgres driver whether it takes the URL: the driver
+// panics on a URL it cannot use (an unknown sslmode), which must be an error
+// naming DATABASE_URL instead.
+func checkDSN(dsn string) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%v (sslmode is one of disable, allow, prefer, require, verify-ca, verify-full)", p)
+		}
+	}()
+	pgdriver.NewConnector(pgdriver.WithDSN(dsn))
+	return nil
+}
+
+// openStore opens Postgres at DATABASE_URL; a failure names the variable
+// and the server it tried, never the password.
+func openStore(ctx context.Context, cfg *Config) (*postgres.Store, error) {
+	store, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
+	if err != nil {
+		where := cfg.DatabaseURL
+		if u, perr := url.Parse(cfg.DatabaseURL); perr == nil {
+			where = u.Redacted()
+		}
+		return nil, fmt.Errorf("DATABASE_URL (%s): %w", where, err)
+	}
+	return store, nil
+}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -61,5 +63,36 @@ func TestRunRefusesUnknownCommands(t *testing.T) {
 	}
 	if err := run(t.Context(), []string{"env"}, env(nil), &out, &errOut); err != nil || !strings.Contains(out.String(), "REDIS_URL") {
 		t.Errorf("env: %v\n%s", err, out.String())
+	}
+}
+
+// Each bad setting is refused by the process that reads it, naming the
+// variable and what is allowed, without a panic; a process does not refuse
+// to start on a setting only another one reads.
+func TestBadSettingsNameTheirVariable(t *testing.T) {
+	for _, c := range []struct {
+		command, name, value, want string
+	}{
+		{"worker", "DATABASE_URL", "postgres://u@127.0.0.1:5432/d?sslmode=bogus", "sslmode is one of"},
+		{"worker", "LOG_LEVEL", "verbose", "want debug, info, warn or error"},
+		{"scheduler", "SCHEDULE_SWEEP", "61 * * * *", "want a cron spec in UTC"},
+		{"admin", "ADMIN_SESSION_TTL", "30d", "want a duration up to 168h"},
+	} {
+		err := run(context.Background(), []string{c.command}, env(map[string]string{c.name: c.value}), io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.name+": ") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s with %s=%q: %v", c.command, c.name, c.value, err)
+		}
+	}
+	// The worker does not read SCHEDULE_* or ADMIN_*: it gets past the
+	// configuration (and fails later, on the unreachable database).
+	err := run(context.Background(), []string{"worker"}, env(map[string]string{
+		"SCHEDULE_SWEEP": "61 * * * *", "ADMIN_SESSION_TTL": "30d",
+		"DATABASE_URL": "postgres://postgres:secret@127.0.0.1:1/x?sslmode=disable",
+	}), io.Discard, io.Discard)
+	if err == nil || strings.Contains(err.Error(), "SCHEDULE_SWEEP") || strings.Contains(err.Error(), "ADMIN_SESSION_TTL") {
+		t.Errorf("worker refused a setting it does not read: %v", err)
+	}
+	if err == nil || !strings.Contains(err.Error(), "DATABASE_URL (postgres://postgres:xxxxx@127.0.0.1:1/x") {
+		t.Errorf("an unreachable database does not name DATABASE_URL (password hidden): %v", err)
 	}
 }

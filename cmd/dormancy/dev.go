@@ -92,7 +92,7 @@ func runDev(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Writer
 	if err := postgres.Migrate(ctx, cfg.DatabaseURL, "up", io.Discard); err != nil {
 		return err
 	}
-	store, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
+	store, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/dormancy/dormancy/importer"
-	"github.com/dormancy/dormancy/postgres"
 	"github.com/dormancy/dormancy/tasks"
 )
 
@@ -86,7 +85,7 @@ func runImport(ctx context.Context, cfg *Config, args []string, stdout, stderr i
 	}
 	defer rejects.Close()
 
-	store, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
+	store, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -72,7 +72,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	cfg, err := LoadConfig(getenv)
+	cfg, err := loadConfig(getenv, sectionsOf(args[0]))
 	if err != nil {
 		return err
 	}
@@ -100,7 +100,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 func runWorker(ctx context.Context, cfg *Config, log *slog.Logger) error {
-	store, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
+	store, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -62,7 +63,11 @@ func loadJobs(get func(string) string, bad func(string, error)) []scheduler.Job 
 		spec := get(v.name)
 		if !strings.EqualFold(spec, scheduler.Off) {
 			if _, err := scheduler.ParseSpec(spec); err != nil {
-				bad(v.name, err)
+				cause := err
+				if u := errors.Unwrap(err); u != nil {
+					cause = u
+				}
+				bad(v.name, fmt.Errorf("want a cron spec in UTC (minute hour day-of-month month day-of-week, such as 30 18 * * *) or off, got %q: %v", spec, cause))
 			}
 		}
 		jobs = append(jobs, scheduler.Job{Type: v.typ, Spec: spec, MaxRetry: retry, BatchSize: batch, MinAge: age[v.typ]})
