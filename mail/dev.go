@@ -48,8 +48,8 @@ func (d *Dev) Send(ctx context.Context, m Message) (string, error) {
 		h.Sum(sum[:0])
 	}
 	id := DevProviderPrefix + hex.EncodeToString(sum[:8])
+	// The address stays out of the info log; the dev mailbox shows it.
 	d.logger.InfoContext(ctx, "mail: dev mailbox",
-		slog.String("to", m.To),
 		slog.String("subject", oneLine(m.Subject)),
 		slog.String("idempotency_key", m.IdempotencyKey),
 		slog.String("provider_id", id),

@@ -196,7 +196,7 @@ func (s *Scheduler) RunOnce(ctx context.Context, typ string, now time.Time) (boo
 	if err != nil {
 		return false, fmt.Errorf("scheduler.RunOnce(%s, %s): %w", typ, period.Format(time.RFC3339), err)
 	}
-	s.log.Info("maintenance enqueued", slog.String("task_type", typ), slog.String("task_id", info.ID), slog.Time("period", period))
+	s.log.Debug("maintenance enqueued", slog.String("task_type", typ), slog.String("task_id", info.ID), slog.Time("period", period))
 	return true, nil
 }
 

@@ -1,10 +1,12 @@
 package worker_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -284,28 +286,23 @@ func TestAccountBeforeItsCompanyIsRetried(t *testing.T) {
 	}
 }
 
-// failures signals the worker's "task failed" logs.
+// failures signals the worker's permanent failures: the one "task
+// rejected" line each, with its reason.
 type failures struct {
 	slog.Handler
 	ch chan string
 }
 
 func (f failures) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == "task failed" {
-		var permanent bool
+	if r.Message == "task rejected" {
 		var msg string
 		r.Attrs(func(a slog.Attr) bool {
-			switch a.Key {
-			case "permanent":
-				permanent = a.Value.Bool()
-			case "error":
+			if a.Key == "reason" {
 				msg = a.Value.String()
 			}
 			return true
 		})
-		if permanent {
-			f.ch <- msg
-		}
+		f.ch <- msg
 	}
 	return nil
 }
@@ -373,5 +370,66 @@ func TestRemovedPermissionEndsUnlocking(t *testing.T) {
 	}
 	if err := b.store.ReplaceLoginNotificationRecipients(b.ctx, b.company, admin, []int64{admin}, start, ""); !errors.Is(err, policy.ErrForbidden) {
 		t.Errorf("recipients set by the ex-administrator: %v, want ErrForbidden", err)
+	}
+}
+
+// syncBuffer is a log sink the worker's goroutines may share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// A rejected task says so once: one line at WARN or above, with its reason,
+// not the handler's, asynq's and the error handler's three.
+func TestRejectedTaskLogsOneLine(t *testing.T) {
+	b := setup(t)
+	var logs syncBuffer
+	cfg := b.cfg
+	cfg.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg.Concurrency, cfg.TaskCheckInterval, cfg.ShutdownTimeout = 2, 10*time.Millisecond, 5*time.Second
+	b.serve(t, cfg)
+	q := asynq.NewClient(testenv.RedisOpt())
+	defer q.Close()
+	info, err := q.Enqueue(asynq.NewTask(tasks.TypeLoginAttempt, []byte(`{"company_id":"x"`)), asynq.Queue(tasks.QueueCritical))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(logs.String(), "task rejected") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no rejection logged:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Let asynq finish archiving it, which is where its own line came from.
+	for {
+		if ti, err := b.inspect.GetTaskInfo(tasks.QueueCritical, info.ID); err == nil && ti.State == asynq.TaskStateArchived {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the rejected task was not archived")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var loud int
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if (strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`)) && !strings.Contains(line, "started") {
+			loud++
+		}
+	}
+	if loud != 1 {
+		t.Errorf("%d lines at WARN or above for one rejected task, want 1:\n%s", loud, logs.String())
 	}
 }

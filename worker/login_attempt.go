@@ -120,9 +120,11 @@ func (h *Handlers) LoginAttempt(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return h.classify(ctx, t, p.CompanyID, err)
 	}
-	h.logger(ctx).Info("login attempt recorded", slog.String("company_id", p.CompanyID),
-		slog.String("outcome", string(decision.Outcome)), slog.String("transition", string(decision.Transition)),
-		slog.Int("mails", len(out)))
+	attrs := []any{slog.String("company_id", p.CompanyID), slog.String("outcome", string(decision.Outcome)), slog.Int("mails", len(out))}
+	if decision.Transition != "" {
+		attrs = append(attrs, slog.String("transition", string(decision.Transition)))
+	}
+	h.logger(ctx).Info("login attempt recorded", attrs...)
 	return h.enqueue(ctx, out)
 }
 

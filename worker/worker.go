@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -117,10 +118,13 @@ func New(cfg Config) (*Worker, error) {
 		RetryDelayFunc:    cfg.Retry.Delay,
 		Logger:            asynqLogger{cfg.Logger},
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+			if errors.Is(err, asynq.SkipRetry) {
+				return // rejected: the handler logged it once, with its reason
+			}
 			id, _ := asynq.GetTaskID(ctx)
 			cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "task failed",
 				slog.String("task_type", t.Type()), slog.String("task_id", id),
-				slog.Bool("permanent", errors.Is(err, asynq.SkipRetry)), slog.String("error", err.Error()))
+				slog.String("error", err.Error()))
 		}),
 	})
 	return &Worker{cfg: cfg, srv: srv, handlers: h}, nil
@@ -177,6 +181,16 @@ type asynqLogger struct{ l *slog.Logger }
 
 func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...), "component", "asynq") }
 func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...), "component", "asynq") }
-func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Warn(args ...any) {
+	msg := fmt.Sprint(args...)
+	// Every task that ends for good has already said why in one line (a
+	// rejection at ERROR, or "task failed" on its last try); asynq's own
+	// word on it is for debugging.
+	if strings.HasPrefix(msg, "Retry exhausted for task") {
+		a.l.Debug(msg, "component", "asynq")
+		return
+	}
+	a.l.Warn(msg, "component", "asynq")
+}
 func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...), "component", "asynq") }
 func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...), "component", "asynq") }
