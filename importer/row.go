@@ -112,11 +112,14 @@ func check(line int64, rec *record) postgres.ImportRow {
 	return row
 }
 
+// parseBool takes true and false only, as the API does: a "yes" or "1"
+// that meant something else must not grant the employee-management
+// permission by accident. Empty is false.
 func parseBool(s string) (bool, error) {
 	switch s {
-	case "", "false", "0", "no":
+	case "", "false":
 		return false, nil
-	case "true", "1", "yes":
+	case "true":
 		return true, nil
 	}
 	return false, fmt.Errorf("want true or false, got %q", s)

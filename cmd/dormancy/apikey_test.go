@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -83,5 +85,46 @@ func TestAdminBindsBeforeItAnnounces(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "admin server started") {
 		t.Errorf("announced before binding:\n%s", logs.String())
+	}
+}
+
+// dormancy import: the rejects file appears only when a row was refused,
+// and then the command ends with errRejected (exit 3) unless told to
+// accept rejects; "yes" and "1" are not booleans, as in the API.
+func TestImportCommandRejects(t *testing.T) {
+	dsn := testenv.NewDatabase(t)
+	getenv := env(map[string]string{"DATABASE_URL": dsn})
+	dir := t.TempDir()
+	header := "company_id,login_id,id_kind,email,name,department,can_manage_employees,exempt,created_at,last_login_at\n"
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(header+body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ctx := context.Background()
+	var stderr bytes.Buffer
+	clean := write("clean.csv", "acme,E1,platform,,山田,総務,true,false,2024-01-01,\n")
+	if err := run(ctx, []string{"import", "-create-companies", clean}, getenv, io.Discard, &stderr); err != nil {
+		t.Fatalf("clean import: %v\n%s", err, stderr.String())
+	}
+	if _, err := os.Stat(clean + ".rejects.csv"); !os.IsNotExist(err) {
+		t.Errorf("a rejects file was written for a clean import: %v", err)
+	}
+	if !strings.Contains(stderr.String(), "into postgres://") {
+		t.Errorf("the import does not name its database first:\n%s", stderr.String())
+	}
+	bad := write("bad.csv", "acme,E2,platform,,佐藤,総務,yes,false,2024-01-01,\nacme,E3,platform,,鈴木,総務,false,1,2024-01-01,\n")
+	err := run(ctx, []string{"import", bad}, getenv, io.Discard, io.Discard)
+	if !errors.Is(err, errRejected) {
+		t.Errorf("import with rejected rows: %v, want errRejected", err)
+	}
+	rejects, rerr := os.ReadFile(bad + ".rejects.csv")
+	if rerr != nil || !strings.Contains(string(rejects), "can_manage_employees") || !strings.Contains(string(rejects), "exempt") {
+		t.Errorf("rejects file: %v\n%s", rerr, rejects)
+	}
+	if err := run(ctx, []string{"import", "-accept-rejects", bad}, getenv, io.Discard, io.Discard); err != nil {
+		t.Errorf("-accept-rejects: %v", err)
 	}
 }

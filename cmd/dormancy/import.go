@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/term"
 
@@ -14,12 +16,13 @@ import (
 	"github.com/dormancy/dormancy/tasks"
 )
 
-const importUsage = `usage: dormancy import [-format csv|jsonl] [-rejects FILE] [-create-companies [-fallback-contact TEXT]] [-batch N] FILE
+const importUsage = `usage: dormancy import [-format csv|jsonl] [-rejects FILE] [-create-companies [-fallback-contact TEXT]] [-batch N] [-accept-rejects] FILE
 
 Loads employees from FILE (CSV with a header row, or JSON Lines; "-" reads
 standard input) into the companies they name, which must exist unless
--create-companies is given. Refused rows
-go to the rejects file (default FILE.rejects.csv) with line, field and reason.
+-create-companies is given. Refused rows go to the rejects file (default
+FILE.rejects.csv) with line, field and reason; the file is written only when
+a row was refused, and the command then exits 3 (-accept-rejects: 0).
 Running the same file again changes nothing. Nobody is emailed and nothing
 is locked: the dormancy sweep locks accounts that arrive dormant.
 `
@@ -35,6 +38,7 @@ func runImport(ctx context.Context, cfg *Config, args []string, stdout, stderr i
 	batch := fs.Int("batch", 5000, "rows merged per transaction")
 	contact := fs.String("fallback-contact", "", "with -create-companies: whom a locked user asks when no administrator of a created company can act")
 	createCompanies := fs.Bool("create-companies", false, "create unknown companies with default settings (locale DEFAULT_LOCALE) instead of refusing their rows")
+	acceptRejects := fs.Bool("accept-rejects", false, "exit 0 even when rows were rejected")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -79,17 +83,27 @@ func runImport(ctx context.Context, cfg *Config, args []string, stdout, stderr i
 			*rejectsPath = path + ".rejects.csv"
 		}
 	}
-	rejects, err := os.Create(*rejectsPath)
+	// The rejects go to a temporary file beside the named one, which
+	// appears only when something was rejected.
+	rejects, err := os.CreateTemp(filepath.Dir(*rejectsPath), "."+filepath.Base(*rejectsPath)+".*")
 	if err != nil {
 		return fmt.Errorf("import: rejects file: %w", err)
 	}
-	defer rejects.Close()
+	defer func() {
+		rejects.Close()
+		os.Remove(rejects.Name())
+	}()
 
 	store, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	where := cfg.DatabaseURL
+	if u, err := url.Parse(cfg.DatabaseURL); err == nil {
+		where = u.Redacted()
+	}
+	fmt.Fprintf(stderr, "import %s into %s\n", path, where)
 
 	opts := importer.Options{
 		Format: format, Rejects: rejects, BatchSize: *batch, Size: size,
@@ -113,6 +127,11 @@ func runImport(ctx context.Context, cfg *Config, args []string, stdout, stderr i
 	if err := rejects.Close(); err != nil {
 		return fmt.Errorf("import: rejects file: %w", err)
 	}
+	if s.Rejected > 0 {
+		if err := os.Rename(rejects.Name(), *rejectsPath); err != nil {
+			return fmt.Errorf("import: rejects file: %w", err)
+		}
+	}
 	fmt.Fprintf(stdout, "import %s: %d rows: %d created, %d updated, %d unchanged", path, s.Rows, s.Created, s.Updated, s.Unchanged)
 	if s.Stale > 0 {
 		fmt.Fprintf(stdout, ", %d stale (a newer version was stored)", s.Stale)
@@ -122,5 +141,13 @@ func runImport(ctx context.Context, cfg *Config, args []string, stdout, stderr i
 		fmt.Fprintf(stdout, " (see %s)", *rejectsPath)
 	}
 	fmt.Fprintln(stdout)
+	if s.Rejected > 0 && !*acceptRejects {
+		return fmt.Errorf("import %s: %d rows rejected (see %s; -accept-rejects exits 0): %w", path, s.Rejected, *rejectsPath, errRejected)
+	}
 	return nil
 }
+
+// errRejected ends an import that completed with rows refused: exit code 3,
+// apart from a failed run (1) and bad usage (2), so a script can tell them
+// apart.
+var errRejected = errors.New("rows rejected")

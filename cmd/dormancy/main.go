@@ -33,8 +33,10 @@ commands:
                           company; the key alone goes to stdout, once
   apikey list|revoke ID   list the keys with their scope; revoke one
   migrate up|down|status  apply, roll back or list the database migrations
-  import [-format csv|jsonl] [-rejects FILE] FILE
-                          load employees from a CSV or JSON Lines file
+  import [-format csv|jsonl] [-rejects FILE] [-create-companies [-fallback-contact TEXT]]
+         [-batch N] [-accept-rejects] FILE
+                          load employees from a CSV or JSON Lines file; exit 3 when
+                          rows were rejected (listed in FILE.rejects.csv)
   env                     list the environment variables and their defaults
   version                 the module version and VCS revision of this binary
 `
@@ -47,6 +49,9 @@ func main() {
 		if errors.Is(err, errUsage) {
 			fmt.Fprint(os.Stderr, usage)
 			os.Exit(2)
+		}
+		if errors.Is(err, errRejected) {
+			os.Exit(3)
 		}
 		os.Exit(1)
 	}
