@@ -28,6 +28,7 @@ type Config struct {
 	// DatabaseMaxConns bounds each process's Postgres pool.
 	DatabaseMaxConns int
 	Redis            asynq.RedisConnOpt
+	RedisURL         string
 	ResendAPIKey     string
 	ResendBaseURL    string
 	PlatformName     string
@@ -39,6 +40,8 @@ type Config struct {
 	PublicBaseURL *url.URL
 	DefaultLocale policy.Locale
 	LogLevel      slog.Level
+	// StartupTimeout bounds the wait for Postgres and Redis at start.
+	StartupTimeout time.Duration
 
 	WorkerConcurrency       int
 	WorkerTaskCheckInterval time.Duration
@@ -73,6 +76,7 @@ var envVars = []envVar{
 	{"PUBLIC_BASE_URL", "http://127.0.0.1:8080", "host platform URL that links in emails point at"},
 	{"DEFAULT_LOCALE", "ja", "locale (ja or en) of the companies dormancy import -create-companies creates"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"STARTUP_TIMEOUT", "30s", "how long a process waits for Postgres and Redis to answer before it exits naming the one that does not"},
 	{"WORKER_CONCURRENCY", "20", "tasks one worker process runs at once"},
 	{"WORKER_TASK_CHECK_INTERVAL", "5ms", "how often an idle worker polls Redis (each hop of a task waits up to this)"},
 	{"WORKER_SHUTDOWN_TIMEOUT", "25s", "how long SIGTERM waits for running tasks"},
@@ -161,6 +165,7 @@ func loadConfig(getenv func(string) string, reads func(section string) bool) (*C
 	} else {
 		c.DatabaseMaxConns = n
 	}
+	c.RedisURL = get("REDIS_URL")
 	if opt, err := asynq.ParseRedisURI(get("REDIS_URL")); err != nil {
 		bad("REDIS_URL", err)
 	} else {
@@ -202,6 +207,11 @@ func loadConfig(getenv func(string) string, reads func(section string) bool) (*C
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL"))); err != nil {
 		bad("LOG_LEVEL", fmt.Errorf("want debug, info, warn or error, got %q", get("LOG_LEVEL")))
+	}
+	if d, err := time.ParseDuration(get("STARTUP_TIMEOUT")); err != nil || d < time.Second || d > time.Hour {
+		bad("STARTUP_TIMEOUT", fmt.Errorf("want a duration from 1s to 1h, got %q", get("STARTUP_TIMEOUT")))
+	} else {
+		c.StartupTimeout = d
 	}
 	if n, err := strconv.Atoi(get("WORKER_CONCURRENCY")); err != nil || n < 1 || n > 10000 {
 		bad("WORKER_CONCURRENCY", fmt.Errorf("want a number from 1 to 10000, got %q", get("WORKER_CONCURRENCY")))

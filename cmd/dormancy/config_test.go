@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dormancy/dormancy/internal/testenv"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -87,12 +90,37 @@ func TestBadSettingsNameTheirVariable(t *testing.T) {
 	// configuration (and fails later, on the unreachable database).
 	err := run(context.Background(), []string{"worker"}, env(map[string]string{
 		"SCHEDULE_SWEEP": "61 * * * *", "ADMIN_SESSION_TTL": "30d",
-		"DATABASE_URL": "postgres://postgres:secret@127.0.0.1:1/x?sslmode=disable",
+		"DATABASE_URL": "postgres://postgres:secret@127.0.0.1:1/x?sslmode=disable", "STARTUP_TIMEOUT": "1s",
 	}), io.Discard, io.Discard)
 	if err == nil || strings.Contains(err.Error(), "SCHEDULE_SWEEP") || strings.Contains(err.Error(), "ADMIN_SESSION_TTL") {
 		t.Errorf("worker refused a setting it does not read: %v", err)
 	}
 	if err == nil || !strings.Contains(err.Error(), "DATABASE_URL (postgres://postgres:xxxxx@127.0.0.1:1/x") {
 		t.Errorf("an unreachable database does not name DATABASE_URL (password hidden): %v", err)
+	}
+}
+
+// Redis not answering at start: the process waits STARTUP_TIMEOUT, then
+// exits naming REDIS_URL, before it ever says it started; go-redis's own
+// lines are JSON in the same log.
+func TestRedisDownAtStartIsABoundedExit(t *testing.T) {
+	var logs bytes.Buffer
+	start := time.Now()
+	err := run(context.Background(), []string{"worker"}, env(map[string]string{
+		"DATABASE_URL": testenv.NewDatabase(t), "REDIS_URL": "redis://127.0.0.1:1/0", "STARTUP_TIMEOUT": "1s",
+	}), io.Discard, &logs)
+	if err == nil || !strings.Contains(err.Error(), "REDIS_URL (redis://127.0.0.1:1/0): not answering after 1s") {
+		t.Errorf("worker with Redis down: %v", err)
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("gave up after %s, want about STARTUP_TIMEOUT", took)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if !strings.HasPrefix(line, "{") {
+			t.Errorf("a log line that is not JSON: %q", line)
+		}
+		if strings.Contains(line, "worker started") {
+			t.Error("the worker said it started")
+		}
 	}
 }

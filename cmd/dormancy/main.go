@@ -19,6 +19,7 @@ import (
 	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/postgres"
 	"github.com/dormancy/dormancy/worker"
+	"github.com/redis/go-redis/v9"
 )
 
 const usage = `usage: dormancy <command>
@@ -82,6 +83,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	// While a process waits for its services at start, go-redis's dial
+	// failures repeat what the wait logs once; after that they matter.
+	redis.SetLogger(slogRedis{log, slog.LevelDebug})
+	switch args[0] {
+	case "worker", "scheduler", "admin", "dev":
+		if err := awaitServices(ctx, cfg, log, true); err != nil {
+			return err
+		}
+	}
+	redis.SetLogger(slogRedis{log, slog.LevelWarn})
 	switch args[0] {
 	case "migrate":
 		if len(args) != 2 {
