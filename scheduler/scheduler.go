@@ -94,6 +94,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now. Tests inject their own.
 	Now func() time.Time
+	// LastRun, when set, is told each job's latest successful run: its
+	// period enqueued, or found enqueued by another scheduler.
+	LastRun func(typ string, at time.Time)
 }
 
 type job struct {
@@ -103,10 +106,11 @@ type job struct {
 
 // Scheduler enqueues the maintenance tasks on their schedules.
 type Scheduler struct {
-	queue Enqueuer
-	jobs  []job
-	log   *slog.Logger
-	now   func() time.Time
+	queue   Enqueuer
+	jobs    []job
+	log     *slog.Logger
+	now     func() time.Time
+	lastRun func(typ string, at time.Time)
 }
 
 // New checks every job and returns a scheduler; Run starts it.
@@ -114,7 +118,10 @@ func New(cfg Config) (*Scheduler, error) {
 	if cfg.Queue == nil {
 		return nil, errors.New("scheduler.New: Queue is required")
 	}
-	s := &Scheduler{queue: cfg.Queue, log: cfg.Logger, now: cfg.Now}
+	s := &Scheduler{queue: cfg.Queue, log: cfg.Logger, now: cfg.Now, lastRun: cfg.LastRun}
+	if s.lastRun == nil {
+		s.lastRun = func(string, time.Time) {}
+	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -191,12 +198,14 @@ func (s *Scheduler) RunOnce(ctx context.Context, typ string, now time.Time) (boo
 	info, err := s.queue.EnqueueContext(ctx, t, asynq.Retention(keep), asynq.MaxRetry(j.MaxRetry))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
 		s.log.Debug("maintenance already enqueued", slog.String("task_type", typ), slog.Time("period", period))
+		s.lastRun(typ, s.now())
 		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("scheduler.RunOnce(%s, %s): %w", typ, period.Format(time.RFC3339), err)
 	}
 	s.log.Debug("maintenance enqueued", slog.String("task_type", typ), slog.String("task_id", info.ID), slog.Time("period", period))
+	s.lastRun(typ, s.now())
 	return true, nil
 }
 

@@ -309,3 +309,36 @@ func (quietAsynq) Info(...any)  {}
 func (quietAsynq) Warn(...any)  {}
 func (quietAsynq) Error(...any) {}
 func (quietAsynq) Fatal(...any) {}
+
+// LastRun hears of each job's successful run, whether this scheduler
+// enqueued the period or found it enqueued by another.
+func TestLastRunIsReported(t *testing.T) {
+	insp := asynq.NewInspector(testenv.RedisOpt())
+	t.Cleanup(func() { insp.Close() })
+	flush(t, insp)
+	now := time.Date(2031, 3, 4, 5, 6, 0, 0, time.UTC)
+	runs := map[string]int{}
+	var mk = func() *scheduler.Scheduler {
+		q := asynq.NewClient(testenv.RedisOpt())
+		t.Cleanup(func() { q.Close() })
+		s, err := scheduler.New(scheduler.Config{Queue: q, Jobs: scheduler.DefaultJobs(), Logger: quiet, Now: func() time.Time { return now },
+			LastRun: func(typ string, at time.Time) {
+				if at.Equal(now) {
+					runs[typ]++
+				}
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a, b := mk(), mk()
+	for _, s := range []*scheduler.Scheduler{a, b} {
+		if _, err := s.RunOnce(context.Background(), tasks.TypeMaintenanceRelock, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if runs[tasks.TypeMaintenanceRelock] != 2 {
+		t.Errorf("last runs reported = %v, want 2 for the relock (enqueued once, found once)", runs)
+	}
+}

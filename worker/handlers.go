@@ -28,6 +28,7 @@ type Handlers struct {
 	secret    []byte
 	platform  string
 	helpURL   string
+	metrics   *Metrics
 	logins    *loginBatcher
 	// emailMaxRetry overrides the email tasks' retry count when > 0.
 	emailMaxRetry int
@@ -36,6 +37,9 @@ type Handlers struct {
 // Register routes each task type to its handler, inside the logging
 // middleware.
 func (h *Handlers) Register(mux *asynq.ServeMux) {
+	if h.metrics != nil {
+		mux.Use(h.metrics.middleware)
+	}
 	mux.Use(h.logTask)
 	mux.HandleFunc(tasks.TypeLoginAttempt, h.LoginAttempt)
 	mux.HandleFunc(tasks.TypeEmailVerification, h.Email)

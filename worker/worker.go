@@ -80,6 +80,8 @@ type Config struct {
 	// HelpURL is the help page the alert links to, as the manual's second
 	// link; empty leaves it out.
 	HelpURL string
+	// Metrics, when set, measure every task (NewMetrics).
+	Metrics *Metrics
 }
 
 // Worker is the running server with its handlers.
@@ -170,6 +172,7 @@ func NewHandlers(cfg Config) *Handlers {
 		secret:    cfg.TokenSecret,
 		platform:  cfg.PlatformName,
 		helpURL:   cfg.HelpURL,
+		metrics:   cfg.Metrics,
 		// Two lanes keep one statement in flight while the next batch fills.
 		logins:        newLoginBatcher(cfg.Store, 2, 64),
 		emailMaxRetry: cfg.EmailMaxRetry,

@@ -29,6 +29,7 @@ type Config struct {
 	DatabaseMaxConns int
 	Redis            asynq.RedisConnOpt
 	RedisURL         string
+	MetricsAddr      string
 	ResendAPIKey     string
 	ResendBaseURL    string
 	PlatformName     string
@@ -76,6 +77,7 @@ var envVars = []envVar{
 	{"PUBLIC_BASE_URL", "http://127.0.0.1:8080", "host platform URL that links in emails point at"},
 	{"DEFAULT_LOCALE", "ja", "locale (ja or en) of the companies dormancy import -create-companies creates"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"METRICS_ADDR", "", "where worker and scheduler serve Prometheus /metrics (for example 127.0.0.1:9101); empty turns it off. The admin server has its own /metrics"},
 	{"STARTUP_TIMEOUT", "30s", "how long a process waits for Postgres and Redis to answer before it exits naming the one that does not"},
 	{"WORKER_CONCURRENCY", "20", "tasks one worker process runs at once"},
 	{"WORKER_TASK_CHECK_INTERVAL", "5ms", "how often an idle worker polls Redis (each hop of a task waits up to this)"},
@@ -166,6 +168,7 @@ func loadConfig(getenv func(string) string, reads func(section string) bool) (*C
 		c.DatabaseMaxConns = n
 	}
 	c.RedisURL = get("REDIS_URL")
+	c.MetricsAddr = get("METRICS_ADDR")
 	if opt, err := asynq.ParseRedisURI(get("REDIS_URL")); err != nil {
 		bad("REDIS_URL", err)
 	} else {

@@ -129,8 +129,13 @@ func runWorker(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	reg := processRegistry()
+	metrics := worker.NewMetrics(reg)
+	if err := serveMetrics(ctx, cfg, log, reg); err != nil {
+		return err
+	}
 	w, err := worker.New(worker.Config{
-		TokenSecret: secret, PlatformName: cfg.PlatformName, HelpURL: cfg.HelpURL,
+		TokenSecret: secret, PlatformName: cfg.PlatformName, HelpURL: cfg.HelpURL, Metrics: metrics,
 		Redis: cfg.Redis, Store: store, Sender: sender, Links: worker.Links{Base: cfg.PublicBaseURL},
 		Concurrency: cfg.WorkerConcurrency, TaskCheckInterval: cfg.WorkerTaskCheckInterval,
 		ShutdownTimeout: cfg.WorkerShutdownTimeout,

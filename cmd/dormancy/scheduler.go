@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dormancy/dormancy/scheduler"
 	"github.com/dormancy/dormancy/tasks"
@@ -78,7 +79,17 @@ func loadJobs(get func(string) string, bad func(string, error)) []scheduler.Job 
 func runScheduler(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	queue := asynq.NewClient(cfg.Redis)
 	defer queue.Close()
-	s, err := scheduler.New(scheduler.Config{Queue: queue, Jobs: cfg.Jobs, Logger: log})
+	reg := processRegistry()
+	last := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "dormancy_scheduler_last_success_timestamp_seconds",
+		Help: "When each maintenance job last ran successfully (its period enqueued, or found enqueued by another scheduler), as Unix time.",
+	}, []string{"task_type"})
+	reg.MustRegister(last)
+	if err := serveMetrics(ctx, cfg, log, reg); err != nil {
+		return err
+	}
+	s, err := scheduler.New(scheduler.Config{Queue: queue, Jobs: cfg.Jobs, Logger: log,
+		LastRun: func(typ string, at time.Time) { last.WithLabelValues(typ).Set(float64(at.Unix())) }})
 	if err != nil {
 		return err
 	}

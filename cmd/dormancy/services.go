@@ -5,9 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/url"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun/driver/pgdriver"
 
@@ -85,4 +90,39 @@ func redacted(raw string) string {
 		return u.Redacted()
 	}
 	return raw
+}
+
+// serveMetrics serves reg's metrics at METRICS_ADDR/metrics until ctx
+// ends; an empty address turns them off. The address is bound before the
+// process says it started.
+func serveMetrics(ctx context.Context, cfg *Config, log *slog.Logger, reg *prometheus.Registry) error {
+	if cfg.MetricsAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("METRICS_ADDR %s: %w", cfg.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", slog.String("error", err.Error()))
+		}
+	}()
+	log.Info("metrics served", slog.String("addr", ln.Addr().String()))
+	return nil
+}
+
+// processRegistry is a registry with the Go runtime's and the process's
+// collectors.
+func processRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }
