@@ -119,14 +119,23 @@ func TestResendFailuresThroughTheWorker(t *testing.T) {
 			if got, want := e.resend.Count(), map[bool]int{true: 1}[c.want.delivered]; got != want {
 				t.Errorf("delivered %d emails, want %d", got, want)
 			}
-			failed := w.Lines("task failed")
+			// A permanent failure is one "task rejected" line with its
+			// reason; a retryable one a "task failed" line per try.
+			msg, field, other := "task failed", "error", "task rejected"
+			if c.want.permanent {
+				msg, field, other = "task rejected", "reason", "task failed"
+			}
+			failed := w.Lines(msg)
 			if len(failed) != c.want.failures {
-				t.Fatalf("%d failures logged, want %d: %v", len(failed), c.want.failures, failed)
+				t.Fatalf("%d %q lines logged, want %d: %v", len(failed), msg, c.want.failures, failed)
 			}
 			for _, l := range failed {
-				if l["permanent"] != c.want.permanent || !strings.Contains(l.str("error"), c.failure) {
-					t.Errorf("failure logged as %v, want permanent=%v naming %q", l, c.want.permanent, c.failure)
+				if !strings.Contains(l.str(field), c.failure) {
+					t.Errorf("failure logged as %v, want %s naming %q", l, field, c.failure)
 				}
+			}
+			if also := w.Lines(other); len(also) != 0 {
+				t.Errorf("the failure was also logged as %q: %v", other, also)
 			}
 			if got := done(w, taskID); got != map[bool]int{true: 1}[c.want.delivered] {
 				t.Errorf("email task ran to success %d times", got)
