@@ -199,6 +199,11 @@ func Run(ctx context.Context, store *postgres.Store, r io.Reader, o Options) (Su
 		after = b.Last
 		report(Progress{Phase: PhaseMerge, Done: done, Total: counts.Rows})
 	}
+	if s.Created > 0 || s.Updated > 0 {
+		if err := im.Analyze(ctx); err != nil {
+			return s, fmt.Errorf("importer: %w", err)
+		}
+	}
 	return s, nil
 }
 

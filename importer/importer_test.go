@@ -456,3 +456,28 @@ import: merged 3 of 3 rows (100%)
 		t.Errorf("progress:\n%s\nwant:\n%s", out.String(), want)
 	}
 }
+
+// An import leaves the planner's statistics of accounts current, so the
+// first logins of a company it filled use the (company, login ID) key.
+func TestImportAnalyzesAccounts(t *testing.T) {
+	b := setup(t)
+	co := b.companies(t, 1)[0]
+	var before sql.NullTime
+	if err := b.db.QueryRow(`SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'accounts' AND schemaname = current_schema()`).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "one.csv")
+	if err := os.WriteFile(path, []byte(header+co+",E1,platform,,山田,総務,false,false,2024-01-01,\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := b.run(t, path, importer.Options{}); s.Created != 1 {
+		t.Fatalf("import: %+v", s)
+	}
+	var after sql.NullTime
+	if err := b.db.QueryRow(`SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'accounts' AND schemaname = current_schema()`).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if !after.Valid || before.Valid && !after.Time.After(before.Time) {
+		t.Errorf("accounts last analyzed %v, before the import %v", after, before)
+	}
+}
