@@ -245,7 +245,8 @@ func TestOpenAPI(t *testing.T) {
 		"RedeemRequest": redeemRequest{}, "RedeemResponse": redeemResponse{},
 		"Account": accountJSON{}, "AccountList": accountListResponse{},
 		"UnlockRequest": unlockRequest{}, "UnlockAccepted": unlockResponse{}, "UnlockStatus": unlockStatusResponse{},
-		"Recipients": recipientsResponse{}, "RecipientsRequest": recipientsRequest{}, "Error": struct {
+		"Recipients": recipientsResponse{}, "RecipientsRequest": recipientsRequest{},
+		"Event": eventJSON{}, "EventList": eventsResponse{}, "Error": struct {
 			Error *apiError `json:"error"`
 		}{},
 	}

@@ -253,6 +253,8 @@ func (s *Server) routeTable() []route {
 		api("GET /api/v1/companies/{id}/login-notification-recipients", authAPIActor, s.apiGetRecipients),
 		api("PUT /api/v1/companies/{id}/login-notification-recipients", authAPIActor, s.apiPutRecipients),
 		api("GET /api/v1/accounts/{id}", authAPIActor, s.apiAccount),
+		api("GET /api/v1/companies/{id}/events", authAPIActor, s.apiCompanyEvents),
+		api("GET /api/v1/accounts/{id}/events", authAPIActor, s.apiAccountEvents),
 		{"/api/v1/", authNone, http.HandlerFunc(s.apiFallback)},
 
 		{"GET /admin/login", authLink, http.HandlerFunc(s.pageLogin)},
