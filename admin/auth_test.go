@@ -81,6 +81,12 @@ func TestAuthorization(t *testing.T) {
 		"GET /api/v1/accounts/{id}": apiCase(200, false, func(b *testBundle, p, i company) (string, string, string) {
 			return "GET", "/api/v1/accounts/" + id(i.lockedPlatform), ""
 		}),
+		"GET /api/v1/companies/{id}/events": apiCase(200, true, func(b *testBundle, p, i company) (string, string, string) {
+			return "GET", "/api/v1/companies/" + p.id + "/events", ""
+		}),
+		"GET /api/v1/accounts/{id}/events": apiCase(200, false, func(b *testBundle, p, i company) (string, string, string) {
+			return "GET", "/api/v1/accounts/" + id(i.lockedPlatform) + "/events", ""
+		}),
 	}
 	pages := map[string]routeCase{
 		"GET /admin/employees": pageCase(200, true, func(b *testBundle, i company) (string, string, url.Values) {
@@ -256,7 +262,14 @@ func TestAuthorization(t *testing.T) {
 			if m != "GET" {
 				s := b.login(t, b.a.id, b.a.admin)
 				other := b.login(t, b.b.id, b.b.admin)
-				for name, token := range map[string]string{"no": "", "another session's": other.csrf, "a forged": s.csrf[:len(s.csrf)-2] + "AA"} {
+				// The forgery differs from the real token in its last two
+				// characters, always (a fixed "AA" would equal a real token
+				// that happens to end so, one session in 256).
+				forged := s.csrf[:len(s.csrf)-2] + "AA"
+				if forged == s.csrf {
+					forged = s.csrf[:len(s.csrf)-2] + "BA"
+				}
+				for name, token := range map[string]string{"no": "", "another session's": other.csrf, "a forged": forged} {
 					m, path, form, _ := c.build(b, b.a, b.a)
 					form.Set("csrf", token)
 					before := b.snapshot(t)
@@ -385,6 +398,8 @@ func TestScopedAPIKey(t *testing.T) {
 			{"GET", "/api/v1/companies/" + co.id + "/login-notification-recipients", "", co.admin},
 			{"PUT", "/api/v1/companies/" + co.id + "/login-notification-recipients", fmt.Sprintf(`{"account_ids":[%d]}`, co.recipient), co.admin},
 			{"GET", fmt.Sprintf("/api/v1/accounts/%d", co.member), "", co.admin},
+			{"GET", "/api/v1/companies/" + co.id + "/events", "", co.admin},
+			{"GET", fmt.Sprintf("/api/v1/accounts/%d/events", co.member), "", co.admin},
 			{"PUT", "/api/v1/companies/" + co.id, `{"version":5,"name":"改名"}`, 0},
 			{"PUT", "/api/v1/companies/" + co.id + "/accounts/new-one", `{"version":1,"id_kind":"platform","name":"新人","created_at":"2026-11-01T00:00:00Z"}`, 0},
 			{"DELETE", "/api/v1/companies/" + co.id + "/accounts/" + url.PathEscape(login) + "?version=9", "", 0},
