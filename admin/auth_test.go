@@ -92,6 +92,9 @@ func TestAuthorization(t *testing.T) {
 		"GET /admin/employees": pageCase(200, true, func(b *testBundle, i company) (string, string, url.Values) {
 			return "GET", "/admin/employees?locked=1", nil
 		}),
+		"GET /admin/employees/{id}/history": pageCase(200, false, func(b *testBundle, i company) (string, string, url.Values) {
+			return "GET", "/admin/employees/" + id(i.lockedPlatform) + "/history", nil
+		}),
 		"POST /admin/unlocks": pageCase(303, false, func(b *testBundle, i company) (string, string, url.Values) {
 			return "POST", "/admin/unlocks", url.Values{"account_id": {id(i.lockedPlatform)}, "request_id": {tasks.NewKey()}}
 		}),

@@ -3,6 +3,7 @@ package admin
 import (
 	"bytes"
 	"embed"
+	"encoding/json"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -21,7 +22,7 @@ import (
 //go:embed templates static
 var assets embed.FS
 
-var pageNames = []string{"employees", "recipients", "recipients_confirm", "message", "mailbox"}
+var pageNames = []string{"employees", "recipients", "recipients_confirm", "message", "mailbox", "history"}
 
 // pageSet holds every page template, parsed once per locale so that the
 // "t" function is bound to the locale.
@@ -438,4 +439,77 @@ func staticHandler() http.Handler {
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		files.ServeHTTP(w, r)
 	})
+}
+
+// historyPage is one employee's lock history, in the company's locale and
+// time zone.
+type historyPage struct {
+	Account  postgres.AccountView
+	Rows     []historyRow
+	OlderURL string
+}
+
+type historyRow struct {
+	Kind, When, What, By, Detail string
+}
+
+// historyKinds are the events of an employee's lock history.
+var historyKinds = []string{
+	string(postgres.EventLocked), string(postgres.EventRelocked), string(postgres.EventUnlocked),
+	string(postgres.EventUnlockExpired), string(postgres.EventActivated), string(postgres.EventTokenIssued),
+	string(postgres.EventVerificationUsed), string(postgres.EventAlertSent), string(postgres.EventAccountRetired),
+	string(postgres.EventAccountReinstated),
+}
+
+// pageHistory shows an employee's lock history: locked, unlocked by whom
+// and until when, relocked, link used, alerts sent.
+func (s *Server) pageHistory(w http.ResponseWriter, r *http.Request, pc *pageCtx) error {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return errField("id", "want a positive account id")
+	}
+	a, err := s.store.Account(r.Context(), id, s.now())
+	if err != nil {
+		return err
+	}
+	if a.CompanyID != pc.company.ID {
+		return errNotFound("not found")
+	}
+	f := postgres.EventFilter{CompanyID: pc.company.ID, AccountID: id, Kinds: historyKinds, Limit: 50}
+	if c := r.URL.Query().Get("cursor"); c != "" {
+		if f.After, err = decodeCursor(c); err != nil {
+			return errField("cursor", "not a cursor this page gave")
+		}
+	}
+	evs, next, err := s.store.Events(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	p := historyPage{Account: a}
+	names := map[int64]string{}
+	for _, e := range evs {
+		row := historyRow{Kind: string(e.Kind), When: formatLocal(e.OccurredAt, pc.company.Location, false), What: msg(pc.locale, "event_"+string(e.Kind))}
+		if e.ActorAccountID != 0 {
+			if _, ok := names[e.ActorAccountID]; !ok {
+				if actor, err := s.store.Account(r.Context(), e.ActorAccountID, s.now()); err == nil && actor.CompanyID == pc.company.ID {
+					names[e.ActorAccountID] = actor.Name
+				}
+			}
+			row.By = names[e.ActorAccountID]
+		}
+		var d struct {
+			Until string `json:"unlocked_until"`
+		}
+		if json.Unmarshal(e.Detail, &d) == nil && d.Until != "" {
+			if until, err := time.Parse(time.RFC3339Nano, d.Until); err == nil {
+				row.Detail = fmt.Sprintf(msg(pc.locale, "history_until"), formatLocal(until, pc.company.Location, true))
+			}
+		}
+		p.Rows = append(p.Rows, row)
+	}
+	if next.ID != 0 {
+		p.OlderURL = fmt.Sprintf("/admin/employees/%d/history?cursor=%s", id, url.QueryEscape(encodeCursor(next)))
+	}
+	s.render(w, r, pc.locale, http.StatusOK, "history", s.data(pc, "title_history", p))
+	return nil
 }

@@ -260,6 +260,7 @@ func (s *Server) routeTable() []route {
 		{"GET /admin/login", authLink, http.HandlerFunc(s.pageLogin)},
 		page("POST /admin/logout", s.pageLogout),
 		page("GET /admin/employees", s.pageEmployees),
+		page("GET /admin/employees/{id}/history", s.pageHistory),
 		page("POST /admin/unlocks", s.pageUnlock),
 		page("GET /admin/unlocks/{task_id}", s.pageUnlockStatus),
 		page("GET /admin/recipients", s.pageRecipients),
