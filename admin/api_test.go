@@ -89,7 +89,7 @@ func TestLoginAttemptAPI(t *testing.T) {
 	if len(r.Administrators) != 1 || r.Administrators[0].AccountID != b.a.admin || r.Administrators[0].Name != "管理 花子" {
 		t.Errorf("administrators = %+v", r.Administrators)
 	}
-	info, err := b.inspect.GetTaskInfo(tasks.QueueCritical, tasks.TypeLoginAttempt+":"+r.AttemptKey)
+	info, err := b.inspect.GetTaskInfo(tasks.QueueCritical, tasks.LoginAttemptTaskID(r.AttemptKey))
 	if err != nil {
 		t.Fatalf("login:attempt not queued: %v", err)
 	}

@@ -95,7 +95,7 @@ func (b *testBundle) loginAPI(t *testing.T, company string, account int64, metho
 	}
 	var r loginAttemptResponse
 	mustJSON(t, w, &r)
-	return r, tasks.TypeLoginAttempt + ":" + r.AttemptKey
+	return r, tasks.LoginAttemptTaskID(r.AttemptKey)
 }
 
 // Hole 1: naming the verification link in a login report lifts nothing.

@@ -154,7 +154,7 @@ func NewLoginAttemptTask(p LoginAttempt) (*asynq.Task, error) {
 	}
 	return marshal(TypeLoginAttempt, &p,
 		asynq.Queue(QueueCritical),
-		asynq.TaskID(TypeLoginAttempt+":"+p.AttemptKey),
+		asynq.TaskID(LoginAttemptTaskID(p.AttemptKey)),
 		asynq.MaxRetry(10),
 		asynq.Timeout(30*time.Second),
 		asynq.Retention(24*time.Hour),
@@ -188,3 +188,7 @@ func truncateUTF8(s string, n int) string {
 }
 
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// LoginAttemptTaskID is the task ID of the attempt with this key: a host
+// that reports the same attempt twice enqueues it once.
+func LoginAttemptTaskID(attemptKey string) string { return TypeLoginAttempt + ":" + attemptKey }
