@@ -283,11 +283,7 @@ func checkDSN(dsn string) (err error) {
 func openStore(ctx context.Context, cfg *Config) (*postgres.Store, error) {
 	store, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
 	if err != nil {
-		where := cfg.DatabaseURL
-		if u, perr := url.Parse(cfg.DatabaseURL); perr == nil {
-			where = u.Redacted()
-		}
-		return nil, fmt.Errorf("DATABASE_URL (%s): %w", where, err)
+		return nil, fmt.Errorf("DATABASE_URL (%s): %w", redacted(cfg.DatabaseURL), err)
 	}
 	return store, nil
 }

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 
@@ -99,11 +98,7 @@ func runImport(ctx context.Context, cfg *Config, args []string, stdout, stderr i
 		return err
 	}
 	defer store.Close()
-	where := cfg.DatabaseURL
-	if u, err := url.Parse(cfg.DatabaseURL); err == nil {
-		where = u.Redacted()
-	}
-	fmt.Fprintf(stderr, "import %s into %s\n", path, where)
+	fmt.Fprintf(stderr, "import %s into %s\n", path, redacted(cfg.DatabaseURL))
 
 	opts := importer.Options{
 		Format: format, Rejects: rejects, BatchSize: *batch, Size: size,

@@ -85,6 +85,7 @@ func awaitServices(ctx context.Context, cfg *Config, log *slog.Logger, needRedis
 	})
 }
 
+// redacted is a service URL fit for a log or an error: the password hidden.
 func redacted(raw string) string {
 	if u, err := url.Parse(raw); err == nil {
 		return u.Redacted()
