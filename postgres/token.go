@@ -50,24 +50,12 @@ func (t *Tx) IssueToken(ctx context.Context, tok Token) (int64, error) {
 	return id, nil
 }
 
-// LiveToken reports whether token id is still the account's usable link at
-// now: not consumed, revoked or expired, hash matching, and still addressed
-// to the account's current email. A queued email whose link was superseded
-// is dropped rather than sent with a dead link.
-func (t *Tx) LiveToken(ctx context.Context, id int64, hash policy.TokenHash, now time.Time) (bool, error) {
-	var ok bool
-	err := t.tx.NewRaw(`SELECT EXISTS (SELECT 1 FROM verification_tokens vt JOIN accounts a ON a.id = vt.account_id
-		WHERE vt.id = ? AND vt.token_hash = ? AND vt.consumed_at IS NULL AND vt.revoked_at IS NULL
-		AND vt.expires_at > ? AND a.status = 'active' AND a.email = vt.email)`, id, hash[:], now).Scan(ctx, &ok)
-	if err != nil {
-		return false, fmt.Errorf("postgres.LiveToken(%d): %w", id, err)
-	}
-	return ok, nil
-}
-
 // LiveTokenSeed returns the seed and hash of token id when it is still the
-// account's usable link at now (as LiveToken judges), live false otherwise.
-// A token issued before seeds existed has none: its task carries it.
+// account's usable link at now: not consumed, revoked or expired, and still
+// addressed to the account's current email; live false otherwise, so a
+// queued email whose link was superseded is dropped rather than sent with a
+// dead link. A token issued before seeds existed has no seed: its task
+// carries the token, whose hash the caller compares.
 func (t *Tx) LiveTokenSeed(ctx context.Context, id int64, now time.Time) (seed []byte, hash policy.TokenHash, live bool, err error) {
 	var r struct {
 		Seed []byte

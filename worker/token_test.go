@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -156,5 +157,43 @@ func TestEmailsNameThePlatform(t *testing.T) {
 	}
 	if got := strings.Join(latest, "\n"); !strings.Contains(got, "ＸＹＺクラウドへのログインがなかったため") || strings.Contains(got, "BtoBプラットフォーム") {
 		t.Errorf("the company's own platform name is not used:\n%s", got)
+	}
+}
+
+// A verification task enqueued before derived tokens carries its token:
+// sent when it is the live link's, dropped when it is not.
+func TestEmailTaskCarryingItsToken(t *testing.T) {
+	for name, matching := range map[string]bool{"the live link's token": true, "another token": false} {
+		t.Run(name, func(t *testing.T) {
+			b := setup(t)
+			login, id := b.account(t, accountOpts{lastLogin: 100 * day})
+			b.run(t, b.attempt(t, b.company, login, policy.MethodPassword))
+			pending, err := b.inspect.ListPendingTasks(tasks.QueueDefault)
+			if err != nil || len(pending) != 1 {
+				t.Fatalf("pending: %d %v", len(pending), err)
+			}
+			var p tasks.Email
+			if err := json.Unmarshal(pending[0].Payload, &p); err != nil {
+				t.Fatal(err)
+			}
+			var seed []byte
+			if err := b.db.QueryRow(`SELECT seed FROM verification_tokens WHERE id = $1`, p.TokenID).Scan(&seed); err != nil {
+				t.Fatal(err)
+			}
+			p.Token, _ = policy.DeriveToken(testenv.TokenSecret, seed)
+			if !matching {
+				p.Token = strings.Repeat("A", 43)
+			}
+			payload, _ := json.Marshal(p)
+			b.run(t, asynq.NewTask(tasks.TypeEmailVerification, payload))
+			var status string
+			if err := b.db.QueryRow(`SELECT status FROM mails WHERE id = $1`, p.MailID).Scan(&status); err != nil {
+				t.Fatal(err)
+			}
+			want := map[bool]string{true: "sent", false: "dropped"}[matching]
+			if status != want {
+				t.Errorf("mail %s, want %s (account %d)", status, want, id)
+			}
+		})
 	}
 }
