@@ -456,23 +456,42 @@ func (s *Server) apiPutRecipients(w http.ResponseWriter, r *http.Request) (int, 
 // apiAccount shows one profile to an administrator of its company, or to
 // the account itself. An account of another company reads as missing.
 func (s *Server) apiAccount(w http.ResponseWriter, r *http.Request) (int, any, error) {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id <= 0 {
-		return 0, nil, errField("id", "want a positive account id")
+	id, err := pathAccountID(r)
+	if err != nil {
+		return 0, nil, err
 	}
 	actor, _ := r.Context().Value(actorKey{}).(postgres.Actor)
 	if actor.Retired {
 		return 0, nil, policy.ErrForbidden
 	}
-	a, err := s.store.Account(r.Context(), id, s.now())
+	a, err := s.accountOf(r, id, actor.CompanyID)
 	if err != nil {
 		return 0, nil, err
-	}
-	if a.CompanyID != actor.CompanyID {
-		return 0, nil, errNotFound("not found")
 	}
 	if a.ID != actor.AccountID && !actor.Administers(a.CompanyID) {
 		return 0, nil, policy.ErrForbidden
 	}
 	return http.StatusOK, toAccountJSON(a), nil
+}
+
+// pathAccountID reads the {id} of an account route.
+func pathAccountID(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, errField("id", "want a positive account id")
+	}
+	return id, nil
+}
+
+// accountOf loads account id as seen from companyID: an account of another
+// company reads as missing, so its existence is not disclosed.
+func (s *Server) accountOf(r *http.Request, id int64, companyID string) (postgres.AccountView, error) {
+	a, err := s.store.Account(r.Context(), id, s.now())
+	if err != nil {
+		return a, err
+	}
+	if a.CompanyID != companyID {
+		return postgres.AccountView{}, errNotFound("not found")
+	}
+	return a, nil
 }

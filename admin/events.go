@@ -48,17 +48,14 @@ func (s *Server) apiCompanyEvents(w http.ResponseWriter, r *http.Request) (int, 
 // apiAccountEvents reads one account's lock history: for an administrator
 // of its company. An account of another company reads as missing.
 func (s *Server) apiAccountEvents(w http.ResponseWriter, r *http.Request) (int, any, error) {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id <= 0 {
-		return 0, nil, errField("id", "want a positive account id")
-	}
-	actor, _ := r.Context().Value(actorKey{}).(postgres.Actor)
-	a, err := s.store.Account(r.Context(), id, s.now())
+	id, err := pathAccountID(r)
 	if err != nil {
 		return 0, nil, err
 	}
-	if a.CompanyID != actor.CompanyID {
-		return 0, nil, errNotFound("not found")
+	actor, _ := r.Context().Value(actorKey{}).(postgres.Actor)
+	a, err := s.accountOf(r, id, actor.CompanyID)
+	if err != nil {
+		return 0, nil, err
 	}
 	if !actor.Administers(a.CompanyID) {
 		return 0, nil, policy.ErrForbidden

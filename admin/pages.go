@@ -464,16 +464,13 @@ var historyKinds = []string{
 // pageHistory shows an employee's lock history: locked, unlocked by whom
 // and until when, relocked, link used, alerts sent.
 func (s *Server) pageHistory(w http.ResponseWriter, r *http.Request, pc *pageCtx) error {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id <= 0 {
-		return errField("id", "want a positive account id")
-	}
-	a, err := s.store.Account(r.Context(), id, s.now())
+	id, err := pathAccountID(r)
 	if err != nil {
 		return err
 	}
-	if a.CompanyID != pc.company.ID {
-		return errNotFound("not found")
+	a, err := s.accountOf(r, id, pc.company.ID)
+	if err != nil {
+		return err
 	}
 	f := postgres.EventFilter{CompanyID: pc.company.ID, AccountID: id, Kinds: historyKinds, Limit: 50}
 	if c := r.URL.Query().Get("cursor"); c != "" {
@@ -491,9 +488,10 @@ func (s *Server) pageHistory(w http.ResponseWriter, r *http.Request, pc *pageCtx
 		row := historyRow{Kind: string(e.Kind), When: formatLocal(e.OccurredAt, pc.company.Location, false), What: msg(pc.locale, "event_"+string(e.Kind))}
 		if e.ActorAccountID != 0 {
 			if _, ok := names[e.ActorAccountID]; !ok {
-				if actor, err := s.store.Account(r.Context(), e.ActorAccountID, s.now()); err == nil && actor.CompanyID == pc.company.ID {
-					names[e.ActorAccountID] = actor.Name
-				}
+				// Looked up once per page, found or not (an actor gone
+				// since shows no name).
+				actor, _ := s.accountOf(r, e.ActorAccountID, pc.company.ID)
+				names[e.ActorAccountID] = actor.Name
 			}
 			row.By = names[e.ActorAccountID]
 		}
