@@ -10,9 +10,9 @@ import (
 )
 
 // Two scheduler processes and two worker processes at once, every job due
-// every minute: for the minute observed, each job is enqueued by one
-// scheduler (the other is told the task exists), run by one worker, once,
-// and its work is done once.
+// every minute: for the minute observed, each job is enqueued by both
+// schedulers, run once (the task that claims the period), and its work is
+// done once.
 func TestTwoSchedulersTwoWorkersRunEachPeriodOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for the next minute, when cron fires")
@@ -60,43 +60,45 @@ func TestTwoSchedulersTwoWorkersRunEachPeriodOnce(t *testing.T) {
 	}
 	// The first minute both schedulers are surely running for.
 	period := time.Now().Add(2 * time.Second).Truncate(time.Minute).Add(time.Minute).UTC()
-	ids := map[string]string{}
-	for _, typ := range tasks.MaintenanceTypes {
-		ids[typ] = tasks.MaintenanceTaskID(typ, period)
+	claimed := func() (bool, error) {
+		n := e.count(t, `SELECT count(*) FROM maintenance_runs WHERE period = $1 AND finished_at IS NOT NULL`, period)
+		return n == len(tasks.MaintenanceTypes), fmt.Errorf("%d of %d jobs done", n, len(tasks.MaintenanceTypes))
 	}
-	waitUntil(t, time.Until(period)+retried, "every job of "+period.Format("15:04")+" run", func() (bool, error) {
-		done := tasksDone(w1, w2)
-		n := 0
-		for _, id := range ids {
-			if done[id] > 0 {
-				n++
-			}
-		}
-		return n == len(ids), fmt.Errorf("%d of %d jobs done", n, len(ids))
-	})
+	waitUntil(t, time.Until(period)+retried, "every job of "+period.Format("15:04")+" run", claimed)
 	e.waitMailsSettled(t, co, 1, retried)
 	waitUntil(t, retried, "the queues drained", e.queuesIdle)
 
-	done := tasksDone(w1, w2)
-	for typ, id := range ids {
-		if got := done[id]; got != 1 {
-			t.Errorf("%s ran %d times, want 1", id, got)
-		}
-		var enqueued, refused int
+	// Each scheduler enqueued each job; of the two tasks, the one that
+	// claimed the period ran it and the other found it claimed.
+	for _, typ := range tasks.MaintenanceTypes {
+		var enqueued int
+		ids := map[string]bool{}
 		for _, s := range []*proc{s1, s2} {
 			for _, l := range s.Lines("maintenance enqueued") {
-				if l.str("task_id") == id {
+				if l.str("task_type") == typ {
 					enqueued++
-				}
-			}
-			for _, l := range s.Lines("maintenance already enqueued") {
-				if l.str("task_type") == typ && l.str("period") == period.Format(time.RFC3339) {
-					refused++
+					ids[l.str("task_id")] = true
 				}
 			}
 		}
-		if enqueued != 1 || refused != 1 {
-			t.Errorf("%s: enqueued by %d schedulers and refused to %d, want 1 and 1", id, enqueued, refused)
+		var ran, skipped int
+		for _, w := range []*proc{w1, w2} {
+			for _, l := range w.Lines("maintenance done") {
+				if l.str("task_type") == typ && l.str("period") == period.Format(time.RFC3339) && ids[l.str("task_id")] {
+					ran++
+				}
+			}
+			for _, l := range w.Lines("maintenance period already claimed") {
+				if l.str("task_type") == typ && l.str("period") == period.Format(time.RFC3339) && ids[l.str("task_id")] {
+					skipped++
+				}
+			}
+		}
+		// A scheduler may have fired once more, for the next minute, by
+		// now, and a task of the minute before that ran late belongs to
+		// the period of when it ran.
+		if enqueued < 2 || ran != 1 || skipped < 1 {
+			t.Errorf("%s of %s: enqueued %d times (want 2 or more), ran %d, found claimed %d; want ran 1, found claimed 1 or more", typ, period.Format("15:04"), enqueued, ran, skipped)
 		}
 	}
 	for _, c := range []struct {

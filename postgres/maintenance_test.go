@@ -83,3 +83,38 @@ func TestRecordPrelockWarningsWritesOncePerCycleAndOnlyForTheCurrentOne(t *testi
 		t.Errorf("no warnings: %d mails", got)
 	}
 }
+
+// A period is claimed by the first task; a retry of that task may run it
+// again, another task may not; the next period is free; old claims are
+// purged.
+func TestClaimMaintenanceRun(t *testing.T) {
+	ctx := context.Background()
+	s := testenv.Store(t)
+	typ := testenv.UniqueID("maintenance:test")
+	p := time.Date(2026, 11, 26, 3, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		period time.Time
+		task   string
+		want   bool
+	}{
+		{p, "a", true}, {p, "a", true}, {p, "b", false}, {p.Add(time.Minute), "b", true}, {p.Add(time.Minute), "a", false},
+	} {
+		got, err := s.ClaimMaintenanceRun(ctx, typ, c.period, c.task, p)
+		if err != nil || got != c.want {
+			t.Errorf("claim %s by %s = %v, %v; want %v", c.period.Format("15:04"), c.task, got, err, c.want)
+		}
+	}
+	if err := s.FinishMaintenanceRun(ctx, typ, p, 7, p.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	db := testenv.DB(t)
+	if got := testenv.Count(t, db, `SELECT rows FROM maintenance_runs WHERE task_type = $1 AND period = $2 AND finished_at IS NOT NULL`, typ, p); got != 7 {
+		t.Errorf("finished run's rows = %d, want 7", got)
+	}
+	if _, err := s.PurgeMaintenanceRuns(ctx, p.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got := testenv.Count(t, db, `SELECT count(*) FROM maintenance_runs WHERE task_type = $1`, typ); got != 1 {
+		t.Errorf("claims left after the purge = %d, want the younger 1", got)
+	}
+}

@@ -2,11 +2,13 @@
 // relocking passed same-day unlocks, sweeping dormant accounts, purging dead
 // verification links, pre-lock warnings and requeueing lost mail.
 //
-// A cron run does no work itself: it enqueues one maintenance:* task whose
-// ID names the job and the run's minute, kept in Redis for the job's
-// period. Any number of scheduler replicas may run; for each period the
-// first enqueue wins, the others are told the task exists, and the worker
-// runs it once.
+// It is asynq's own Scheduler (robfig/cron underneath), so its entries are
+// registered in Redis and Asynqmon's Schedulers tab lists each job with
+// its spec, its last and its next run. A run does no work itself: it
+// enqueues the job's maintenance:* task, the same task every period. Any
+// number of scheduler replicas may run, each enqueueing every period; the
+// worker's claim of the period in Postgres (tasks.Maintenance) makes each
+// period run once.
 //
 // Specs are read in UTC. The jobs that depend on a company's calendar
 // (the same-day deadline, the pre-lock warning's date and hour) compute it
@@ -26,20 +28,16 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/robfig/cron/v3"
 
+	"github.com/dormancy/dormancy/internal/asynqlog"
 	"github.com/dormancy/dormancy/tasks"
 )
-
-// Enqueuer is the part of *asynq.Client the scheduler uses.
-type Enqueuer interface {
-	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
-}
 
 // Job is one maintenance job and when it runs.
 type Job struct {
 	// Type is the maintenance task type the job enqueues.
 	Type string
 	// Spec is a five-field cron spec or a descriptor (@hourly, @daily),
-	// in UTC; Off disables the job.
+	// in UTC (tasks.ParseSchedule); Off disables the job.
 	Spec string
 	// MaxRetry is how often a failed run is retried before it is archived;
 	// the next period runs regardless.
@@ -66,68 +64,50 @@ func DefaultJobs() []Job {
 	}
 }
 
-var parser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
-// ParseSpec parses a job's spec. It refuses a time zone prefix (specs are
-// UTC) and @every, whose runs are not aligned to the clock: two replicas
-// started apart would run in different minutes, and both would do the work.
-func ParseSpec(spec string) (cron.Schedule, error) {
-	spec = strings.TrimSpace(spec)
-	if strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=") {
-		return nil, fmt.Errorf("scheduler.ParseSpec(%q): specs are in UTC; company time zones are handled by the jobs", spec)
-	}
-	if strings.HasPrefix(spec, "@every") {
-		return nil, fmt.Errorf("scheduler.ParseSpec(%q): @every is not aligned to the clock; use a cron spec", spec)
-	}
-	s, err := parser.Parse(spec)
-	if err != nil {
-		return nil, fmt.Errorf("scheduler.ParseSpec(%q): %w", spec, err)
-	}
-	return s, nil
-}
-
 // Config is what the scheduler needs; cmd/dormancy fills it from the
 // environment.
 type Config struct {
-	Queue  Enqueuer
+	Redis  asynq.RedisConnOpt
 	Jobs   []Job
 	Logger *slog.Logger
-	// Now is the clock; nil means time.Now. Tests inject their own.
+	// Now is the clock of the start-up log's next runs; nil means
+	// time.Now. The runs themselves fire on the wall clock, and the worker
+	// reads the period off its own clock.
 	Now func() time.Time
-	// LastRun, when set, is told each job's latest successful run: its
-	// period enqueued, or found enqueued by another scheduler.
+	// LastRun, when set, is told each job's run enqueued.
 	LastRun func(typ string, at time.Time)
+	// Heartbeat is how often the entries are written to Redis for
+	// Asynqmon; 0 means asynq's default (5 s).
+	Heartbeat time.Duration
 }
 
 type job struct {
 	Job
 	schedule cron.Schedule
+	task     *asynq.Task
 }
 
 // Scheduler enqueues the maintenance tasks on their schedules.
 type Scheduler struct {
-	queue   Enqueuer
-	jobs    []job
-	log     *slog.Logger
-	now     func() time.Time
-	lastRun func(typ string, at time.Time)
+	cfg  Config
+	jobs []job
 }
 
 // New checks every job and returns a scheduler; Run starts it.
 func New(cfg Config) (*Scheduler, error) {
-	if cfg.Queue == nil {
-		return nil, errors.New("scheduler.New: Queue is required")
+	if cfg.Redis == nil {
+		return nil, errors.New("scheduler.New: Redis is required")
 	}
-	s := &Scheduler{queue: cfg.Queue, log: cfg.Logger, now: cfg.Now, lastRun: cfg.LastRun}
-	if s.lastRun == nil {
-		s.lastRun = func(string, time.Time) {}
+	if cfg.LastRun == nil {
+		cfg.LastRun = func(string, time.Time) {}
 	}
-	if s.log == nil {
-		s.log = slog.Default()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
-	if s.now == nil {
-		s.now = time.Now
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
+	s := &Scheduler{cfg: cfg}
 	seen := map[string]bool{}
 	for _, j := range cfg.Jobs {
 		switch {
@@ -142,126 +122,73 @@ func New(cfg Config) (*Scheduler, error) {
 		if strings.EqualFold(strings.TrimSpace(j.Spec), Off) {
 			continue
 		}
-		sched, err := ParseSpec(j.Spec)
+		sched, err := tasks.ParseSchedule(j.Spec)
 		if err != nil {
-			return nil, fmt.Errorf("scheduler.New: %s: %w", j.Type, err)
-		}
-		next := sched.Next(s.now().UTC())
-		if next.IsZero() {
-			return nil, fmt.Errorf("scheduler.New: %s: spec %q never runs", j.Type, j.Spec)
+			return nil, fmt.Errorf("scheduler.New: %s: spec %q: %w", j.Type, j.Spec, err)
 		}
 		// A payload the task constructor would refuse is refused at start,
 		// not at the first run.
-		payload := tasks.Maintenance{Period: next, BatchSize: j.BatchSize, MinAgeSeconds: int64(j.MinAge / time.Second)}
-		if err := payload.Validate(); err != nil {
+		t, err := tasks.NewMaintenanceTask(j.Type, tasks.Maintenance{
+			Spec: strings.TrimSpace(j.Spec), BatchSize: j.BatchSize, MinAgeSeconds: int64(j.MinAge / time.Second)})
+		if err != nil {
 			return nil, fmt.Errorf("scheduler.New: %s: %w", j.Type, err)
 		}
-		s.jobs = append(s.jobs, job{Job: j, schedule: sched})
+		s.jobs = append(s.jobs, job{Job: j, schedule: sched, task: t})
 	}
 	return s, nil
 }
 
-func (s *Scheduler) job(typ string) (job, bool) {
-	for _, j := range s.jobs {
-		if j.Type == typ {
-			return j, true
-		}
-	}
-	return job{}, false
-}
-
-// RunOnce enqueues the run of job typ for the period holding now: the UTC
-// minute of now. It is what each cron entry calls, with the scheduler's
-// clock. It reports whether this call enqueued the task; false with a nil
-// error means another replica (or an earlier call) already did for this
-// period.
-//
-// The task is kept in Redis for the job's period after it finished, so a
-// replica that fires a little later still finds it; the next period's task
-// has another ID and is not blocked.
-func (s *Scheduler) RunOnce(ctx context.Context, typ string, now time.Time) (bool, error) {
-	j, ok := s.job(typ)
-	if !ok {
-		return false, fmt.Errorf("scheduler.RunOnce(%s): no such job, or it is off", typ)
-	}
-	period := now.UTC().Truncate(time.Minute)
-	keep := time.Minute
-	if next := j.schedule.Next(period); !next.IsZero() && next.Sub(period) > keep {
-		keep = next.Sub(period)
-	}
-	t, err := tasks.NewMaintenanceTask(typ, tasks.Maintenance{
-		Period: period, BatchSize: j.BatchSize, MinAgeSeconds: int64(j.MinAge / time.Second),
-	})
-	if err != nil {
-		return false, fmt.Errorf("scheduler.RunOnce(%s): %w", typ, err)
-	}
-	info, err := s.queue.EnqueueContext(ctx, t, asynq.Retention(keep), asynq.MaxRetry(j.MaxRetry))
-	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		s.log.Debug("maintenance already enqueued", slog.String("task_type", typ), slog.Time("period", period))
-		s.lastRun(typ, s.now())
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("scheduler.RunOnce(%s, %s): %w", typ, period.Format(time.RFC3339), err)
-	}
-	s.log.Debug("maintenance enqueued", slog.String("task_type", typ), slog.String("task_id", info.ID), slog.Time("period", period))
-	s.lastRun(typ, s.now())
-	return true, nil
-}
-
 // Next is when job typ runs next after t, zero if it is off.
 func (s *Scheduler) Next(typ string, t time.Time) time.Time {
-	j, ok := s.job(typ)
-	if !ok {
-		return time.Time{}
-	}
-	return j.schedule.Next(t.UTC())
-}
-
-// enqueueTimeout bounds one cron run's enqueue; a run that cannot reach
-// Redis is logged and the next period tries again.
-const enqueueTimeout = 30 * time.Second
-
-// newCron builds the cron with one entry per job. A panic in a run is
-// recovered and logged rather than ending the process.
-func (s *Scheduler) newCron(ctx context.Context) *cron.Cron {
-	l := cronLogger{s.log}
-	c := cron.New(cron.WithLocation(time.UTC), cron.WithParser(parser), cron.WithLogger(l), cron.WithChain(cron.Recover(l)))
 	for _, j := range s.jobs {
-		c.Schedule(j.schedule, cron.FuncJob(func() {
-			// A run started before shutdown finishes its enqueue.
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), enqueueTimeout)
-			defer cancel()
-			if _, err := s.RunOnce(ctx, j.Type, s.now()); err != nil {
-				s.log.Error("maintenance not enqueued", slog.String("task_type", j.Type), slog.String("error", err.Error()))
-			}
-		}))
+		if j.Type == typ {
+			return j.schedule.Next(t.UTC())
+		}
 	}
-	return c
+	return time.Time{}
 }
 
 // Run schedules the jobs until ctx is cancelled, then waits for runs in
-// progress.
+// progress and removes its entries from Redis.
 func (s *Scheduler) Run(ctx context.Context) error {
-	c := s.newCron(ctx)
+	log := s.cfg.Logger
+	sch := asynq.NewScheduler(s.cfg.Redis, &asynq.SchedulerOpts{
+		Location:          time.UTC,
+		Logger:            asynqlog.Logger{L: log},
+		LogLevel:          asynq.WarnLevel,
+		HeartbeatInterval: s.cfg.Heartbeat,
+		// asynq's cron has no recovery of its own: the hooks keep a panic
+		// of theirs from ending the process, and the enqueue is asynq's.
+		PostEnqueueFunc: func(info *asynq.TaskInfo, err error) {
+			defer recoverRun(log)
+			if err != nil {
+				return // EnqueueErrorHandler has it
+			}
+			log.Debug("maintenance enqueued", slog.String("task_type", info.Type), slog.String("task_id", info.ID))
+			s.cfg.LastRun(info.Type, time.Now())
+		},
+		EnqueueErrorHandler: func(t *asynq.Task, _ []asynq.Option, err error) {
+			defer recoverRun(log)
+			log.Error("maintenance not enqueued", slog.String("task_type", t.Type()), slog.String("error", err.Error()))
+		},
+	})
 	for _, j := range s.jobs {
-		s.log.Info("job scheduled", slog.String("task_type", j.Type), slog.String("spec", j.Spec),
-			slog.Time("next", j.schedule.Next(s.now().UTC())))
+		if _, err := sch.Register(j.Spec, j.task, asynq.MaxRetry(j.MaxRetry)); err != nil {
+			return fmt.Errorf("scheduler.Run: %s: %w", j.Type, err)
+		}
+		log.Info("job scheduled", slog.String("task_type", j.Type), slog.String("spec", j.Spec),
+			slog.Time("next", j.schedule.Next(s.cfg.Now().UTC())))
 	}
-	c.Start()
+	if err := sch.Start(); err != nil {
+		return fmt.Errorf("scheduler.Run: %w", err)
+	}
 	<-ctx.Done()
-	<-c.Stop().Done()
+	sch.Shutdown()
 	return nil
 }
 
-// cronLogger routes cron's logs through slog; its routine chatter (every
-// wake-up) goes to debug.
-type cronLogger struct{ l *slog.Logger }
-
-func (c cronLogger) Info(msg string, kv ...any) {
-	c.l.Debug(msg, append([]any{"component", "cron"}, kv...)...)
-}
-
-func (c cronLogger) Error(err error, msg string, kv ...any) {
-	c.l.Error(msg, append([]any{"component", "cron", "error", err.Error()}, kv...)...)
+func recoverRun(log *slog.Logger) {
+	if r := recover(); r != nil {
+		log.Error("maintenance run panicked", slog.Any("panic", r))
+	}
 }

@@ -2,15 +2,18 @@ package scheduler_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
 
 	"github.com/dormancy/dormancy/internal/testenv"
 	"github.com/dormancy/dormancy/mail"
@@ -24,19 +27,6 @@ import (
 func TestMain(m *testing.M) { testenv.Main(m) }
 
 var quiet = slog.New(slog.NewJSONHandler(io.Discard, nil))
-
-// newScheduler is one scheduler process: its own Redis connection, the
-// default jobs, a fixed clock.
-func newScheduler(t *testing.T, now time.Time) *scheduler.Scheduler {
-	t.Helper()
-	q := asynq.NewClient(testenv.RedisOpt())
-	t.Cleanup(func() { q.Close() })
-	s, err := scheduler.New(scheduler.Config{Queue: q, Jobs: scheduler.DefaultJobs(), Logger: quiet, Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 // flush empties the low queue, so each test starts from nothing.
 func flush(t *testing.T, insp *asynq.Inspector) {
@@ -53,6 +43,17 @@ func flush(t *testing.T, insp *asynq.Inspector) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// scheduledTask is the task a scheduler replica enqueues for job j: the
+// same on every replica and every period.
+func scheduledTask(t *testing.T, j scheduler.Job) *asynq.Task {
+	t.Helper()
+	task, err := tasks.NewMaintenanceTask(j.Type, tasks.Maintenance{Spec: j.Spec, MinAgeSeconds: int64(j.MinAge / time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return task
 }
 
 // Two scheduler processes fire in the same minute: each maintenance task
@@ -92,50 +93,26 @@ func TestTwoSchedulersInTheSameMinuteRunEachJobOnce(t *testing.T) {
 	}
 	account(minute.AddDate(0, 0, -10)) // active and in use
 
-	// Two processes, their clocks a second and a half apart, each firing
-	// every job at once.
-	procs := []*scheduler.Scheduler{newScheduler(t, minute.Add(200*time.Millisecond)), newScheduler(t, minute.Add(1700*time.Millisecond))}
-	nows := []time.Time{minute.Add(200 * time.Millisecond), minute.Add(1700 * time.Millisecond)}
-	var mu sync.Mutex
-	enqueued := map[string]int{}
-	var wg sync.WaitGroup
-	for i, s := range procs {
-		for _, typ := range tasks.MaintenanceTypes {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				ok, err := s.RunOnce(ctx, typ, nows[i])
-				if err != nil {
-					t.Error(err)
-				}
-				if ok {
-					mu.Lock()
-					enqueued[typ]++
-					mu.Unlock()
-				}
-			}()
+	// Two replicas each enqueue every job's task for the minute.
+	q := asynq.NewClient(testenv.RedisOpt())
+	defer q.Close()
+	ids := map[string]string{}
+	for range 2 {
+		for _, j := range scheduler.DefaultJobs() {
+			info, err := q.EnqueueContext(ctx, scheduledTask(t, j))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids[info.ID] = j.Type
 		}
 	}
-	wg.Wait()
-	for _, typ := range tasks.MaintenanceTypes {
-		if got := enqueued[typ]; got != 1 {
-			t.Errorf("%s enqueued %d times, want 1", typ, got)
-		}
-	}
-	pending, err := insp.ListPendingTasks(tasks.QueueLow)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := len(pending), len(tasks.MaintenanceTypes); got != want {
-		t.Fatalf("pending maintenance tasks = %d, want %d", got, want)
-	}
-
 	// A real worker runs them; each processed task is signalled.
 	ran := make(chan string, 16)
+	clock := testenv.NewClock(minute.Add(2 * time.Second))
 	base, _ := url.Parse("https://platform.example.com/")
 	h := worker.NewHandlers(worker.Config{TokenSecret: testenv.TokenSecret,
 		Redis: testenv.RedisOpt(), Store: store, Sender: mail.NewDev(quiet), Links: worker.Links{Base: base},
-		Logger: quiet, Now: func() time.Time { return minute.Add(2 * time.Second) },
+		Logger: quiet, Now: clock.Now,
 	})
 	defer h.Close()
 	mux := asynq.NewServeMux()
@@ -147,7 +124,8 @@ func TestTwoSchedulersInTheSameMinuteRunEachJobOnce(t *testing.T) {
 	if err := srv.Start(asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		err := mux.ProcessTask(ctx, t)
 		if err == nil {
-			ran <- t.Type()
+			id, _ := asynq.GetTaskID(ctx)
+			ran <- id
 		}
 		return err
 	})); err != nil {
@@ -156,18 +134,22 @@ func TestTwoSchedulersInTheSameMinuteRunEachJobOnce(t *testing.T) {
 	defer srv.Shutdown()
 	wait, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	runs := map[string]int{}
-	for range tasks.MaintenanceTypes {
+	for range ids {
 		select {
-		case typ := <-ran:
-			runs[typ]++
+		case <-ran:
 		case <-wait.Done():
-			t.Fatalf("maintenance tasks run: %v, want each of %v once", runs, tasks.MaintenanceTypes)
+			t.Fatalf("not every maintenance task was processed")
 		}
 	}
-	for _, typ := range tasks.MaintenanceTypes {
-		if runs[typ] != 1 {
-			t.Errorf("%s ran %d times, want 1", typ, runs[typ])
+	// Each job's period was claimed by one of its two tasks, and run.
+	for _, j := range scheduler.DefaultJobs() {
+		var holder string
+		var finished bool
+		if err := db.QueryRow(`SELECT task_id, finished_at IS NOT NULL FROM maintenance_runs WHERE task_type = $1 AND period = $2`, j.Type, minute).Scan(&holder, &finished); err != nil {
+			t.Fatalf("%s: %v", j.Type, err)
+		}
+		if ids[holder] != j.Type || !finished {
+			t.Errorf("%s: period claimed by %q (a task of %q), finished %v", j.Type, holder, ids[holder], finished)
 		}
 	}
 
@@ -182,75 +164,35 @@ func TestTwoSchedulersInTheSameMinuteRunEachJobOnce(t *testing.T) {
 		t.Errorf("locked accounts = %d, want 7", got)
 	}
 
-	// A replica that fires late in the same minute finds the finished task
-	// kept for the period, and enqueues nothing; the next minute is a new
-	// period.
-	if ok, err := procs[1].RunOnce(ctx, tasks.TypeMaintenanceRelock, minute.Add(59*time.Second)); ok || err != nil {
-		t.Errorf("late replica: enqueued %v, %v; want false, nil", ok, err)
+	// A replica that fires late in the same minute finds the period
+	// claimed; the next minute is a new period.
+	enqueueRelock := func() {
+		t.Helper()
+		if _, err := q.EnqueueContext(ctx, scheduledTask(t, scheduler.DefaultJobs()[0])); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-ran:
+		case <-wait.Done():
+			t.Fatal("the relock did not run")
+		}
 	}
-	if ok, err := procs[1].RunOnce(ctx, tasks.TypeMaintenanceRelock, minute.Add(time.Minute)); !ok || err != nil {
-		t.Errorf("next minute: enqueued %v, %v; want true, nil", ok, err)
+	clock.Set(minute.Add(59 * time.Second))
+	enqueueRelock()
+	if got := testenv.Count(t, db, `SELECT count(*) FROM maintenance_runs WHERE task_type = 'maintenance:relock' AND period >= $1`, minute); got != 1 {
+		t.Errorf("relock periods claimed after a late replica = %d, want 1", got)
 	}
-	select {
-	case <-ran:
-	case <-wait.Done():
-		t.Fatal("the next minute's relock did not run")
+	clock.Set(minute.Add(time.Minute + time.Second))
+	enqueueRelock()
+	if got := testenv.Count(t, db, `SELECT count(*) FROM maintenance_runs WHERE task_type = 'maintenance:relock' AND period = $1 AND finished_at IS NOT NULL`, minute.Add(time.Minute)); got != 1 {
+		t.Errorf("next minute's relock runs = %d, want 1", got)
 	}
 	if got := count(`SELECT count(*) FROM audit_events WHERE company_id = $1 AND kind = 'relocked'`); got != 3 {
 		t.Errorf("relocked events after the next run = %d, want still 3", got)
 	}
 }
 
-// Each task is kept in Redis for its job's period: a minute for the
-// every-minute jobs, an hour for the hourly ones, a day for the sweep.
-func TestRunOnceKeepsTheTaskForItsPeriod(t *testing.T) {
-	insp := asynq.NewInspector(testenv.RedisOpt())
-	defer insp.Close()
-	flush(t, insp)
-	at := time.Date(2026, 11, 26, 3, 0, 30, 0, time.UTC)
-	s := newScheduler(t, at)
-	want := map[string]time.Duration{
-		tasks.TypeMaintenanceRelock:         time.Minute,
-		tasks.TypeMaintenanceRequeueMail:    time.Minute,
-		tasks.TypeMaintenancePurgeTokens:    time.Hour,
-		tasks.TypeMaintenancePrelockWarning: time.Hour,
-		tasks.TypeMaintenanceSweep:          24 * time.Hour,
-	}
-	for typ, keep := range want {
-		if ok, err := s.RunOnce(context.Background(), typ, at); !ok || err != nil {
-			t.Fatalf("%s: %v, %v", typ, ok, err)
-		}
-		info, err := insp.GetTaskInfo(tasks.QueueLow, tasks.MaintenanceTaskID(typ, at))
-		if err != nil {
-			t.Fatalf("%s: %v", typ, err)
-		}
-		if info.Retention != keep || info.MaxRetry != 3 {
-			t.Errorf("%s: retention %v, max retry %d; want %v, 3", typ, info.Retention, info.MaxRetry, keep)
-		}
-		var p tasks.Maintenance
-		if p, err = tasks.DecodeMaintenance(info.Payload); err != nil || !p.Period.Equal(at.Truncate(time.Minute)) {
-			t.Errorf("%s: payload %+v, %v", typ, p, err)
-		}
-	}
-	flush(t, insp)
-}
-
-func TestParseSpec(t *testing.T) {
-	for _, spec := range []string{"* * * * *", "0 * * * *", "0 3 * * *", "*/5 * * * *", "@hourly", "@daily", " 0 3 * * 1-5 "} {
-		if _, err := scheduler.ParseSpec(spec); err != nil {
-			t.Errorf("ParseSpec(%q): %v", spec, err)
-		}
-	}
-	for _, spec := range []string{"", "TZ=Asia/Tokyo 0 3 * * *", "CRON_TZ=America/New_York * * * * *", "@every 1m", "61 * * * *", "* * * * * *", "often"} {
-		if _, err := scheduler.ParseSpec(spec); err == nil {
-			t.Errorf("ParseSpec(%q) accepted", spec)
-		}
-	}
-}
-
 func TestNewRefusesBadJobs(t *testing.T) {
-	q := asynq.NewClient(testenv.RedisOpt())
-	defer q.Close()
 	good := scheduler.Job{Type: tasks.TypeMaintenanceSweep, Spec: "0 3 * * *"}
 	for name, jobs := range map[string][]scheduler.Job{
 		"not a maintenance type": {{Type: tasks.TypeLoginAttempt, Spec: "* * * * *"}},
@@ -260,19 +202,16 @@ func TestNewRefusesBadJobs(t *testing.T) {
 		"negative retries":       {{Type: tasks.TypeMaintenanceSweep, Spec: "0 3 * * *", MaxRetry: -1}},
 		"batch too large":        {{Type: tasks.TypeMaintenanceSweep, Spec: "0 3 * * *", BatchSize: tasks.MaxMaintenanceBatch + 1}},
 	} {
-		if _, err := scheduler.New(scheduler.Config{Queue: q, Jobs: jobs, Logger: quiet}); err == nil {
+		if _, err := scheduler.New(scheduler.Config{Redis: testenv.RedisOpt(), Jobs: jobs, Logger: quiet}); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
 	if _, err := scheduler.New(scheduler.Config{Jobs: []scheduler.Job{good}}); err == nil {
-		t.Error("no queue: accepted")
+		t.Error("no Redis: accepted")
 	}
-	s, err := scheduler.New(scheduler.Config{Queue: q, Logger: quiet, Jobs: []scheduler.Job{good, {Type: tasks.TypeMaintenanceRelock, Spec: "off"}}})
+	s, err := scheduler.New(scheduler.Config{Redis: testenv.RedisOpt(), Logger: quiet, Jobs: []scheduler.Job{good, {Type: tasks.TypeMaintenanceRelock, Spec: "off"}}})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if _, err := s.RunOnce(context.Background(), tasks.TypeMaintenanceRelock, time.Now()); err == nil {
-		t.Error("RunOnce of a job that is off: no error")
 	}
 	if got := s.Next(tasks.TypeMaintenanceRelock, time.Now()); !got.IsZero() {
 		t.Errorf("Next of a job that is off = %v", got)
@@ -280,25 +219,6 @@ func TestNewRefusesBadJobs(t *testing.T) {
 	at := time.Date(2026, 3, 8, 3, 0, 0, 0, time.UTC)
 	if got, want := s.Next(tasks.TypeMaintenanceSweep, at), at.Add(24*time.Hour); !got.Equal(want) {
 		t.Errorf("Next sweep after %v = %v, want %v (UTC, whatever the local zone)", at, got, want)
-	}
-}
-
-// Run stops when its context ends.
-func TestRunStopsWithItsContext(t *testing.T) {
-	s := newScheduler(t, time.Now())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	cancel()
-	wait, stop := context.WithTimeout(context.Background(), 10*time.Second)
-	defer stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-wait.Done():
-		t.Fatal("Run did not return after its context ended")
 	}
 }
 
@@ -310,35 +230,79 @@ func (quietAsynq) Warn(...any)  {}
 func (quietAsynq) Error(...any) {}
 func (quietAsynq) Fatal(...any) {}
 
-// LastRun hears of each job's successful run, whether this scheduler
-// enqueued the period or found it enqueued by another.
-func TestLastRunIsReported(t *testing.T) {
-	insp := asynq.NewInspector(testenv.RedisOpt())
-	t.Cleanup(func() { insp.Close() })
-	flush(t, insp)
-	now := time.Date(2031, 3, 4, 5, 6, 0, 0, time.UTC)
-	runs := map[string]int{}
-	var mk = func() *scheduler.Scheduler {
-		q := asynq.NewClient(testenv.RedisOpt())
-		t.Cleanup(func() { q.Close() })
-		s, err := scheduler.New(scheduler.Config{Queue: q, Jobs: scheduler.DefaultJobs(), Logger: quiet, Now: func() time.Time { return now },
-			LastRun: func(typ string, at time.Time) {
-				if at.Equal(now) {
-					runs[typ]++
-				}
-			}})
+// The running scheduler's jobs are listed in Asynqmon's Schedulers tab,
+// read through Asynqmon's own API, with their specs and next runs; they
+// leave it when the scheduler stops.
+func TestSchedulersTabListsTheJobs(t *testing.T) {
+	s, err := scheduler.New(scheduler.Config{Redis: testenv.RedisOpt(), Jobs: scheduler.DefaultJobs(), Logger: quiet, Heartbeat: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	mon := asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: testenv.RedisOpt(), ReadOnly: true})
+	defer mon.Close()
+	srv := httptest.NewServer(mon)
+	defer srv.Close()
+
+	type entry struct {
+		Spec     string `json:"spec"`
+		TaskType string `json:"task_type"`
+		Next     string `json:"next_enqueue_at"`
+	}
+	// Other tests' schedulers may be listed too; ours are the ones with
+	// every default job.
+	listed := func() map[string]entry {
+		resp, err := http.Get(srv.URL + "/monitoring/api/scheduler_entries")
 		if err != nil {
 			t.Fatal(err)
 		}
-		return s
-	}
-	a, b := mk(), mk()
-	for _, s := range []*scheduler.Scheduler{a, b} {
-		if _, err := s.RunOnce(context.Background(), tasks.TypeMaintenanceRelock, now); err != nil {
+		defer resp.Body.Close()
+		var body struct {
+			Entries []entry `json:"entries"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 			t.Fatal(err)
 		}
+		got := map[string]entry{}
+		for _, e := range body.Entries {
+			got[e.TaskType+" "+e.Spec] = e
+		}
+		return got
 	}
-	if runs[tasks.TypeMaintenanceRelock] != 2 {
-		t.Errorf("last runs reported = %v, want 2 for the relock (enqueued once, found once)", runs)
+	want := scheduler.DefaultJobs()
+	all := func(got map[string]entry) bool {
+		for _, j := range want {
+			if _, ok := got[j.Type+" "+j.Spec]; !ok {
+				return false
+			}
+		}
+		return true
+	}
+	// The entries are written by asynq's heartbeat; wait for the first.
+	deadline := time.Now().Add(10 * time.Second)
+	got := listed()
+	for !all(got) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		got = listed()
+	}
+	for _, j := range want {
+		e, ok := got[j.Type+" "+j.Spec]
+		if !ok {
+			t.Errorf("%s (%s) not in the Schedulers tab: %v", j.Type, j.Spec, got)
+			continue
+		}
+		next, err := time.Parse(time.RFC3339, e.Next)
+		if err != nil || !next.After(time.Now().Add(-time.Second)) || next.After(time.Now().Add(24*time.Hour)) {
+			t.Errorf("%s: next run %q, want within the next day", j.Type, e.Next)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := listed(); all(got) {
+		t.Errorf("the stopped scheduler's entries are still listed: %v", got)
 	}
 }

@@ -82,3 +82,65 @@ func TestMaintenanceTaskIDNamesTheMinute(t *testing.T) {
 		t.Errorf("another job, same minute: %v", err)
 	}
 }
+
+func TestParseSchedule(t *testing.T) {
+	for _, spec := range []string{"* * * * *", "0 * * * *", "0 3 * * *", "*/5 * * * *", "@hourly", "@daily", " 0 3 * * 1-5 "} {
+		if _, err := tasks.ParseSchedule(spec); err != nil {
+			t.Errorf("ParseSchedule(%q): %v", spec, err)
+		}
+	}
+	for _, spec := range []string{"", "TZ=Asia/Tokyo 0 3 * * *", "CRON_TZ=America/New_York * * * * *", "@every 1m", "61 * * * *", "* * * * * *", "often", "0 0 30 2 *"} {
+		if _, err := tasks.ParseSchedule(spec); err == nil {
+			t.Errorf("ParseSchedule(%q) accepted", spec)
+		}
+	}
+}
+
+// A scheduled run belongs to its spec's latest minute at the worker's
+// clock, however late in the period it runs; a task naming its period
+// belongs to that.
+func TestRunPeriod(t *testing.T) {
+	at := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for _, c := range []struct{ spec, now, want string }{
+		{"* * * * *", "2026-11-26T03:00:00Z", "2026-11-26T03:00:00Z"},
+		{"* * * * *", "2026-11-26T03:00:59.999Z", "2026-11-26T03:00:00Z"},
+		{"0 * * * *", "2026-11-26T03:59:10Z", "2026-11-26T03:00:00Z"},
+		{"0 3 * * *", "2026-11-26T02:59:00Z", "2026-11-25T03:00:00Z"},
+		{"0 3 * * *", "2026-11-26T03:00:01Z", "2026-11-26T03:00:00Z"},
+		{"0 0 1 * *", "2026-11-26T03:00:00Z", "2026-11-01T00:00:00Z"},
+		{"0 0 1 1 *", "2026-11-26T03:00:00Z", "2026-01-01T00:00:00Z"},
+		{"0 0 29 2 *", "2026-11-26T03:00:00Z", "2024-02-29T00:00:00Z"},
+		{"*/15 * * * *", "2026-11-26T03:44:00+09:00", "2026-11-25T18:30:00Z"},
+	} {
+		p := tasks.Maintenance{Spec: c.spec}
+		if err := p.Validate(); err != nil {
+			t.Fatalf("%s: %v", c.spec, err)
+		}
+		if got := p.RunPeriod(at(c.now)); !got.Equal(at(c.want)) {
+			t.Errorf("RunPeriod(%s at %s) = %v, want %s", c.spec, c.now, got, c.want)
+		}
+	}
+	p := tasks.Maintenance{Period: at("2026-11-26T03:00:30Z")}
+	if got := p.RunPeriod(at("2026-11-27T00:00:00Z")); !got.Equal(at("2026-11-26T03:00:00Z")) {
+		t.Errorf("RunPeriod of a named period = %v", got)
+	}
+	bad := tasks.Maintenance{Spec: "* * * * *", Period: at("2026-11-26T03:00:00Z")}
+	if err := bad.Validate(); err == nil {
+		t.Error("a spec and a period at once: accepted")
+	}
+	// A scheduled task has no fixed ID: replicas' tasks are told apart by
+	// asynq, and the period is claimed in Postgres.
+	task, err := tasks.NewMaintenanceTask(tasks.TypeMaintenanceSweep, tasks.Maintenance{Spec: "0 3 * * *"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tasks.DecodeMaintenance(task.Payload()); err != nil || got.Spec != "0 3 * * *" || !got.Period.IsZero() {
+		t.Errorf("scheduled payload decodes to %+v, %v", got, err)
+	}
+}

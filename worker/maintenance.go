@@ -19,29 +19,48 @@ import (
 // concurrently: a second run finds nothing left to do, and rows one run
 // holds are skipped by the other.
 
-// maintenance decodes a maintenance payload and runs job, classifying its
-// failure: a bad payload or a constraint violation is permanent, a database
-// that is unreachable or busy is retried (a run that changed some batches
-// before failing resumes where the rows say it stopped).
+// maintenance decodes a maintenance payload, claims its period and runs
+// job, classifying its failure: a bad payload or a constraint violation is
+// permanent, a database that is unreachable or busy is retried (a run that
+// changed some batches before failing resumes where the rows say it
+// stopped). A period another task claimed (another scheduler replica's
+// enqueue of the same run) is done without running.
 func (h *Handlers) maintenance(ctx context.Context, t *asynq.Task, job func(context.Context, tasks.Maintenance) (int, error)) error {
 	p, err := tasks.DecodeMaintenance(t.Payload())
 	if err != nil {
 		return h.reject(ctx, t, "", err)
 	}
-	n, err := job(ctx, p)
+	period := p.RunPeriod(h.now())
+	id, _ := asynq.GetTaskID(ctx)
+	mine, err := h.store.ClaimMaintenanceRun(ctx, t.Type(), period, id, h.now())
 	if err != nil {
-		if ctx.Err() != nil || !errors.Is(err, policy.ErrNotFound) && postgres.Retryable(err) {
-			return err
-		}
-		return h.reject(ctx, t, "", err)
+		return h.classifyMaintenance(ctx, t, err)
+	}
+	if !mine {
+		h.logger(ctx).Debug("maintenance period already claimed", slog.Time("period", period))
+		return nil
+	}
+	n, err := job(ctx, p)
+	if err == nil {
+		err = h.store.FinishMaintenanceRun(ctx, t.Type(), period, n, h.now())
+	}
+	if err != nil {
+		return h.classifyMaintenance(ctx, t, err)
 	}
 	// Most runs of the every-minute jobs find nothing; only work is news.
 	level := slog.LevelDebug
 	if n > 0 {
 		level = slog.LevelInfo
 	}
-	h.logger(ctx).Log(ctx, level, "maintenance done", slog.Time("period", p.Period), slog.Int("rows", n))
+	h.logger(ctx).Log(ctx, level, "maintenance done", slog.Time("period", period), slog.Int("rows", n))
 	return nil
+}
+
+func (h *Handlers) classifyMaintenance(ctx context.Context, t *asynq.Task, err error) error {
+	if ctx.Err() != nil || !errors.Is(err, policy.ErrNotFound) && postgres.Retryable(err) {
+		return err
+	}
+	return h.reject(ctx, t, "", err)
 }
 
 // batches calls batch until it reports fewer rows than limit, logging each
@@ -94,13 +113,19 @@ func (h *Handlers) SweepDormant(ctx context.Context, t *asynq.Task) error {
 }
 
 // PurgeTokens deletes verification links dead for longer than the
-// retention (Maintenance.MinAge, default tasks.DefaultTokenRetention).
+// retention (Maintenance.MinAge, default tasks.DefaultTokenRetention), and
+// the maintenance jobs' claims older than postgres.MaintenanceRunRetention.
 func (h *Handlers) PurgeTokens(ctx context.Context, t *asynq.Task) error {
 	return h.maintenance(ctx, t, func(ctx context.Context, p tasks.Maintenance) (int, error) {
 		before := h.now().Add(-p.MinAge(tasks.DefaultTokenRetention))
-		return h.batches(ctx, "token purge batch", p.Batch(), func() (int, error) {
+		n, err := h.batches(ctx, "token purge batch", p.Batch(), func() (int, error) {
 			return h.store.PurgeTokensBatch(ctx, before, p.Batch())
 		})
+		if err != nil {
+			return n, err
+		}
+		runs, err := h.store.PurgeMaintenanceRuns(ctx, h.now().Add(-postgres.MaintenanceRunRetention))
+		return n + runs, err
 	})
 }
 

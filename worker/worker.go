@@ -13,11 +13,11 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
 
+	"github.com/dormancy/dormancy/internal/asynqlog"
 	"github.com/dormancy/dormancy/mail"
 	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/postgres"
@@ -118,7 +118,7 @@ func New(cfg Config) (*Worker, error) {
 		TaskCheckInterval: cfg.TaskCheckInterval,
 		ShutdownTimeout:   cfg.ShutdownTimeout,
 		RetryDelayFunc:    cfg.Retry.Delay,
-		Logger:            asynqLogger{cfg.Logger},
+		Logger:            asynqlog.Logger{L: cfg.Logger},
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
 			if errors.Is(err, asynq.SkipRetry) {
 				return // rejected: the handler logged it once, with its reason
@@ -178,22 +178,3 @@ func NewHandlers(cfg Config) *Handlers {
 		emailMaxRetry: cfg.EmailMaxRetry,
 	}
 }
-
-// asynqLogger routes asynq's own logs through slog, as JSON like ours.
-type asynqLogger struct{ l *slog.Logger }
-
-func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...), "component", "asynq") }
-func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...), "component", "asynq") }
-func (a asynqLogger) Warn(args ...any) {
-	msg := fmt.Sprint(args...)
-	// Every task that ends for good has already said why in one line (a
-	// rejection at ERROR, or "task failed" on its last try); asynq's own
-	// word on it is for debugging.
-	if strings.HasPrefix(msg, "Retry exhausted for task") {
-		a.l.Debug(msg, "component", "asynq")
-		return
-	}
-	a.l.Warn(msg, "component", "asynq")
-}
-func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...), "component", "asynq") }
-func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...), "component", "asynq") }

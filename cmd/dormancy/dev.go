@@ -117,7 +117,7 @@ func runDev(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Writer
 	if err != nil {
 		return err
 	}
-	sched, err := scheduler.New(scheduler.Config{Queue: queue, Jobs: cfg.Jobs, Logger: log, Now: clock.Now})
+	sched, err := scheduler.New(scheduler.Config{Redis: cfg.Redis, Jobs: cfg.Jobs, Logger: log, Now: clock.Now})
 	if err != nil {
 		return err
 	}
@@ -187,7 +187,11 @@ func runDev(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Writer
 	start("demo host", func() error { return hostSrv.Serve(ln) })
 	// The sweep runs daily; run it now so the administrators' list shows
 	// the dormant accounts locked from the start.
-	if _, err := sched.RunOnce(ctx, tasks.TypeMaintenanceSweep, clock.Now()); err != nil {
+	sweep, err := tasks.NewMaintenanceTask(tasks.TypeMaintenanceSweep, tasks.Maintenance{Period: clock.Now()})
+	if err == nil {
+		_, err = queue.EnqueueContext(ctx, sweep)
+	}
+	if err != nil {
 		log.Warn("dev: initial sweep", "error", err)
 	}
 

@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dormancy/dormancy/scheduler"
@@ -63,12 +61,8 @@ func loadJobs(get func(string) string, bad func(string, error)) []scheduler.Job 
 	for _, v := range scheduleVars {
 		spec := get(v.name)
 		if !strings.EqualFold(spec, scheduler.Off) {
-			if _, err := scheduler.ParseSpec(spec); err != nil {
-				cause := err
-				if u := errors.Unwrap(err); u != nil {
-					cause = u
-				}
-				bad(v.name, fmt.Errorf("want a cron spec in UTC (minute hour day-of-month month day-of-week, such as 30 18 * * *) or off, got %q: %v", spec, cause))
+			if _, err := tasks.ParseSchedule(spec); err != nil {
+				bad(v.name, fmt.Errorf("want a cron spec in UTC (minute hour day-of-month month day-of-week, such as 30 18 * * *) or off, got %q: %v", spec, err))
 			}
 		}
 		jobs = append(jobs, scheduler.Job{Type: v.typ, Spec: spec, MaxRetry: retry, BatchSize: batch, MinAge: age[v.typ]})
@@ -77,18 +71,16 @@ func loadJobs(get func(string) string, bad func(string, error)) []scheduler.Job 
 }
 
 func runScheduler(ctx context.Context, cfg *Config, log *slog.Logger) error {
-	queue := asynq.NewClient(cfg.Redis)
-	defer queue.Close()
 	reg := processRegistry()
 	last := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "dormancy_scheduler_last_success_timestamp_seconds",
-		Help: "When each maintenance job last ran successfully (its period enqueued, or found enqueued by another scheduler), as Unix time.",
+		Help: "When this scheduler last enqueued each maintenance job, as Unix time.",
 	}, []string{"task_type"})
 	reg.MustRegister(last)
 	if err := serveMetrics(ctx, cfg, log, reg); err != nil {
 		return err
 	}
-	s, err := scheduler.New(scheduler.Config{Queue: queue, Jobs: cfg.Jobs, Logger: log,
+	s, err := scheduler.New(scheduler.Config{Redis: cfg.Redis, Jobs: cfg.Jobs, Logger: log,
 		LastRun: func(typ string, at time.Time) { last.WithLabelValues(typ).Set(float64(at.Unix())) }})
 	if err != nil {
 		return err

@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/dormancy/dormancy/scheduler"
 	"github.com/dormancy/dormancy/tasks"
 )
@@ -56,9 +54,7 @@ func TestSchedulerConfigTurnsAJobOff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := asynq.NewClient(c.Redis)
-	defer q.Close()
-	s, err := scheduler.New(scheduler.Config{Queue: q, Jobs: c.Jobs})
+	s, err := scheduler.New(scheduler.Config{Redis: c.Redis, Jobs: c.Jobs})
 	if err != nil {
 		t.Fatal(err)
 	}
