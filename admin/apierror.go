@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/postgres"
@@ -38,7 +39,14 @@ const (
 	codeTooManyRequests = "too_many_requests"
 	codeTokenRefused    = "token_refused"
 	codeInternal        = "internal"
+	// codeUnavailable: Postgres could not be reached; Retry-After says
+	// when to try again. Nothing was decided or recorded.
+	codeUnavailable = "unavailable"
 )
+
+// unavailableRetryAfter is what an answer during a database outage tells
+// the caller to wait: long enough not to hammer a restarting server.
+const unavailableRetryAfter = 5 * time.Second
 
 func errUnauthorized(msg string) *apiError {
 	return &apiError{Status: http.StatusUnauthorized, Code: codeUnauthorized, Message: msg}
@@ -83,6 +91,9 @@ func toAPIError(err error) *apiError {
 		return errForbidden("the acting account may not do this")
 	case errors.Is(err, policy.ErrNotFound):
 		return errNotFound("not found")
+	case postgres.Unavailable(err):
+		return &apiError{Status: http.StatusServiceUnavailable, Code: codeUnavailable,
+			Message: "a store dormancy depends on could not be reached; try again later"}
 	}
 	return &apiError{Status: http.StatusInternalServerError, Code: codeInternal, Message: "internal error"}
 }
@@ -98,6 +109,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, e *apiError) {
+	if e.Code == codeUnavailable {
+		setRetryAfter(w, unavailableRetryAfter)
+	}
 	writeJSON(w, e.Status, struct {
 		Error *apiError `json:"error"`
 	}{e})

@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/dormancy/dormancy/internal/outage"
 	"github.com/dormancy/dormancy/postgres"
 	"github.com/dormancy/dormancy/tasks"
 )
@@ -70,6 +71,10 @@ type Config struct {
 	// for plain-HTTP development on a host name browsers do not trust.
 	InsecureCookies bool
 	Logger          *slog.Logger
+	// RedisWatch, when set, is told of Redis failures and asked before
+	// each throttle check: during an outage the throttles let requests
+	// through at once instead of each waiting for Redis.
+	RedisWatch *outage.Watch
 	// Now is the clock; nil means time.Now. Tests inject their own.
 	Now func() time.Time
 	// Random is the source of session tokens and keys; nil means crypto/rand.
@@ -148,10 +153,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	lim := redis_rate.NewLimiter(rc)
 	s.throttles = throttles{
-		operator: newThrottle(lim, cfg.Throttle, "operator", cfg.Logger),
-		apiKey:   newThrottle(lim, cfg.Throttle, "api_key", cfg.Logger),
-		link:     newThrottle(lim, cfg.Throttle, "admin_link", cfg.Logger),
-		redeem:   newThrottle(lim, cfg.Throttle, "redeem", cfg.Logger),
+		operator: newThrottle(lim, cfg.Throttle, "operator", cfg.Logger, cfg.RedisWatch),
+		apiKey:   newThrottle(lim, cfg.Throttle, "api_key", cfg.Logger, cfg.RedisWatch),
+		link:     newThrottle(lim, cfg.Throttle, "admin_link", cfg.Logger, cfg.RedisWatch),
+		redeem:   newThrottle(lim, cfg.Throttle, "redeem", cfg.Logger, cfg.RedisWatch),
 	}
 	s.monitor = asynqmon.New(asynqmon.Options{
 		RootPath: monitoringRoot, RedisConnOpt: cfg.Redis, ReadOnly: cfg.MonitoringReadOnly,

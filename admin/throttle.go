@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dormancy/dormancy/internal/outage"
 	"github.com/go-redis/redis_rate/v10"
 )
 
@@ -31,10 +32,21 @@ type throttle struct {
 	limit redis_rate.Limit
 	kind  string
 	log   *slog.Logger
+	redis *outage.Watch
 }
 
-func newThrottle(lim *redis_rate.Limiter, t Throttle, kind string, log *slog.Logger) throttle {
-	return throttle{lim: lim, limit: redis_rate.Limit{Rate: t.Attempts, Burst: t.Attempts, Period: t.Window}, kind: kind, log: log}
+func newThrottle(lim *redis_rate.Limiter, t Throttle, kind string, log *slog.Logger, redis *outage.Watch) throttle {
+	return throttle{lim: lim, limit: redis_rate.Limit{Rate: t.Attempts, Burst: t.Attempts, Period: t.Window}, kind: kind, log: log, redis: redis}
+}
+
+// unavailable records a failed throttle call: with a watch, as the
+// outage's one line; without, on its own line.
+func (t throttle) unavailable(ctx context.Context, err error) {
+	if t.redis == nil {
+		t.log.WarnContext(ctx, "admin: throttle unavailable", slog.String("kind", t.kind), slog.String("error", err.Error()))
+		return
+	}
+	t.redis.Down(err.Error())
 }
 
 func (t throttle) key(k string) string { return "dormancy:throttle:" + t.kind + ":" + k }
@@ -45,9 +57,14 @@ func (t throttle) key(k string) string { return "dormancy:throttle:" + t.kind + 
 // failure lets the request through (logged): the credential check still
 // stands, and an outage must not lock operators and hosts out.
 func (t throttle) blocked(ctx context.Context, key string) (retryAfter time.Duration, blocked bool) {
+	if t.redis.IsDown() {
+		return 0, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, throttleWait)
+	defer cancel()
 	res, err := t.lim.AllowN(ctx, t.key(key), t.limit, 0)
 	if err != nil {
-		t.log.WarnContext(ctx, "admin: throttle unavailable", slog.String("kind", t.kind), slog.String("error", err.Error()))
+		t.unavailable(ctx, err)
 		return 0, false
 	}
 	if res.Remaining >= 1 {
@@ -56,12 +73,22 @@ func (t throttle) blocked(ctx context.Context, key string) (retryAfter time.Dura
 	return t.limit.Period / time.Duration(t.limit.Rate), true
 }
 
+// throttleWait bounds a throttle's Redis call: a Redis that does not
+// answer must not hold up every API call and login behind go-redis's dial
+// retries. A healthy Redis answers in well under a millisecond.
+const throttleWait = 250 * time.Millisecond
+
 // failed counts one failure of key, and logs once when it uses up the
 // allowance (not every refusal after it).
 func (t throttle) failed(ctx context.Context, key string) {
+	if t.redis.IsDown() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, throttleWait)
+	defer cancel()
 	res, err := t.lim.AllowN(ctx, t.key(key), t.limit, 1)
 	if err != nil {
-		t.log.WarnContext(ctx, "admin: throttle unavailable", slog.String("kind", t.kind), slog.String("error", err.Error()))
+		t.unavailable(ctx, err)
 		return
 	}
 	if res.Allowed > 0 && res.Remaining < 1 {

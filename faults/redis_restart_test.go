@@ -197,4 +197,30 @@ func TestRedisRestartedUnderLoad(t *testing.T) {
 	if got := e.rejectedSince(t); got != 0 {
 		t.Errorf("%d tasks rejected", got)
 	}
+	checkOutageLoggedOnce(t, w)
+}
+
+// checkOutageLoggedOnce checks that a process that lived through one Redis
+// outage logged it once and its end once, and that asynq's and go-redis's
+// complaints about reaching Redis stayed out of its warnings and errors.
+func checkOutageLoggedOnce(t *testing.T, p *proc) {
+	t.Helper()
+	for _, msg := range []string{"redis unavailable", "redis available again"} {
+		if got := len(p.Lines(msg)); got != 1 {
+			t.Errorf("%s logged %q %d times, want once", p.name, msg, got)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	noisy := 0
+	for _, l := range p.lines {
+		if c := l.str("component"); (c == "asynq" || c == "go-redis") && l.str("level") != "DEBUG" && l.str("level") != "INFO" {
+			if noisy++; noisy <= 3 {
+				t.Errorf("%s: %s said at %s: %s", p.name, c, l.str("level"), l.str("msg"))
+			}
+		}
+		if l.str("level") == "" {
+			t.Errorf("%s: a line not in the JSON log: %s", p.name, l.str("msg"))
+		}
+	}
 }

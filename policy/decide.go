@@ -190,6 +190,13 @@ func Dormant(a Account, p Policy, now time.Time) bool {
 // now - InactivityPeriod, which is this rule turned around.
 func DormantSince(p Policy, now time.Time) time.Time { return now.Add(-p.InactivityPeriod) }
 
+// StartOfDate is when the calendar date y-m-d begins in loc: what a date
+// given alone (an imported or API "created_at": "2026-04-01") means. A day
+// whose midnight the clocks skip begins when they resume.
+func StartOfDate(y int, m time.Month, d int, loc *time.Location) time.Time {
+	return NextMidnight(time.Date(y, m, d-1, 12, 0, 0, 0, loc), loc)
+}
+
 // NextMidnight is the first local midnight strictly after t in loc: the
 // same-day deadline of an unlock made at t. It is computed on the calendar,
 // not by adding 24 hours, so a day of 23 or 25 hours (DST) ends at its own

@@ -9,3 +9,6 @@ const (
 	ActionDuplicate = actionDuplicate
 	ActionStale     = actionStale
 )
+
+// SQLStartOfDate is the SQL twin of policy.StartOfDate, for its test.
+var SQLStartOfDate = sqlStartOfDate

@@ -286,8 +286,8 @@ func (im *Import) Merge(ctx context.Context, after int64, limit int, at time.Tim
 		source := func(lines []int64) *bun.RawQuery {
 			q := `SELECT s.line, s.company_id, s.login_id, s.version, s.id_kind, s.email, s.name, s.department,
 					s.can_manage_employees, s.exempt,
-					coalesce(s.created_at, s.created_on::timestamp AT TIME ZONE c.time_zone) AS created_at,
-					coalesce(s.last_login_at, s.last_login_on::timestamp AT TIME ZONE c.time_zone) AS last_login_at,
+					coalesce(s.created_at, ` + sqlStartOfDate("s.created_on", "c.time_zone") + `) AS created_at,
+					coalesce(s.last_login_at, ` + sqlStartOfDate("s.last_login_on", "c.time_zone") + `) AS last_login_at,
 					s.retired
 				FROM import_rows s JOIN companies c ON c.id = s.company_id
 				WHERE s.reject_field IS NULL AND s.line > ? AND s.line <= ?`

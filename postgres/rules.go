@@ -35,6 +35,15 @@ func sqlRefusedByLock(now string) string {
 		` OR (a.lock_state = 'active' AND NOT a.exempt AND ` + sqlDormant(now) + `))`
 }
 
+// sqlStartOfDate is policy.StartOfDate: the instant the calendar date
+// (SQL text of type date) begins in the time zone named by zone. Where the
+// clocks repeat midnight (America/Havana in November), AT TIME ZONE reads
+// 00:00 as the later one; the day began at the first, an hour after the
+// eve's 23:00.
+func sqlStartOfDate(date, zone string) string {
+	return `least(` + date + `::timestamp AT TIME ZONE ` + zone + `, ((` + date + `::timestamp - interval '1 hour') AT TIME ZONE ` + zone + `) + interval '1 hour')`
+}
+
 // accountsWithCompany is the FROM clause the fragments that read company
 // settings need.
 const accountsWithCompany = `accounts a JOIN companies c ON c.id = a.company_id`

@@ -314,3 +314,34 @@ func TestAlertRuleAgrees(t *testing.T) {
 		}
 	}
 }
+
+// A date given alone begins at the same instant in SQL (the import) and in
+// Go (the API), on ordinary days and on days whose midnight a DST change
+// skips or repeats.
+func TestStartOfDateAgrees(t *testing.T) {
+	db := testenv.DB(t)
+	for _, c := range []struct {
+		zone string
+		date string
+	}{
+		{"Asia/Tokyo", "2026-04-01"}, {"UTC", "2026-02-28"}, {"America/New_York", "2026-03-08"}, {"America/New_York", "2026-11-01"},
+		{"America/Santiago", "2026-09-06"}, {"America/Santiago", "2026-04-05"}, {"America/Havana", "2026-03-08"},
+		{"America/Havana", "2026-11-01"}, {"Asia/Beirut", "2026-03-29"}, {"Australia/Lord_Howe", "2026-10-04"},
+	} {
+		loc, err := time.LoadLocation(c.zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := time.Parse(time.DateOnly, c.date)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var inSQL time.Time
+		if err := db.QueryRow(`SELECT `+postgres.SQLStartOfDate("$1::date", "$2::text"), c.date, c.zone).Scan(&inSQL); err != nil {
+			t.Fatal(err)
+		}
+		if inGo := policy.StartOfDate(d.Year(), d.Month(), d.Day(), loc); !inGo.Equal(inSQL) {
+			t.Errorf("%s in %s: SQL %v, Go %v", c.date, c.zone, inSQL.UTC(), inGo.UTC())
+		}
+	}
+}

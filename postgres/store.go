@@ -9,6 +9,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"syscall"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -69,6 +72,21 @@ func (s *Store) WithTx(ctx context.Context, fn func(*Tx) error) error {
 	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		return fn(&Tx{tx: tx})
 	})
+}
+
+// Unavailable reports whether err says the database could not be reached
+// or would not serve (a refused or broken connection, a timeout, a server
+// shutting down or out of connections), as opposed to refusing the
+// statement: a caller answers "try again later", not "internal error".
+func Unavailable(err error) bool {
+	var pgErr pgdriver.Error
+	if errors.As(err, &pgErr) {
+		code := pgErr.Field('C')
+		return len(code) == 5 && (code[:2] == "08" || code[:2] == "53" || code[:2] == "57")
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // Retryable reports whether err is a database failure worth retrying: a

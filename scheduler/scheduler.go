@@ -29,6 +29,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/dormancy/dormancy/internal/asynqlog"
+	"github.com/dormancy/dormancy/internal/outage"
 	"github.com/dormancy/dormancy/tasks"
 )
 
@@ -76,6 +77,9 @@ type Config struct {
 	Now func() time.Time
 	// LastRun, when set, is told each job's run enqueued.
 	LastRun func(typ string, at time.Time)
+	// RedisWatch, when set, turns asynq's repeated complaints during a
+	// Redis outage into its one line.
+	RedisWatch *outage.Watch
 	// Heartbeat is how often the entries are written to Redis for
 	// Asynqmon; 0 means asynq's default (5 s).
 	Heartbeat time.Duration
@@ -154,7 +158,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	log := s.cfg.Logger
 	sch := asynq.NewScheduler(s.cfg.Redis, &asynq.SchedulerOpts{
 		Location:          time.UTC,
-		Logger:            asynqlog.Logger{L: log},
+		Logger:            asynqlog.Logger{L: log, Redis: s.cfg.RedisWatch},
 		LogLevel:          asynq.WarnLevel,
 		HeartbeatInterval: s.cfg.Heartbeat,
 		// asynq's cron has no recovery of its own: the hooks keep a panic

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -26,6 +27,10 @@ type Store interface {
 	SyncCompany(ctx context.Context, c policy.Company, version int64, at time.Time) (outcome string, err error)
 	SyncAccount(ctx context.Context, e policy.Employee, version int64, at time.Time) (accountID int64, outcome string, err error)
 	SyncRetirement(ctx context.Context, companyID, loginID string, version int64, at time.Time) (accountID int64, outcome string, err error)
+
+	// HoldTask keeps a task Redis did not take, in Postgres, until the
+	// worker's requeue job hands it over (see RebuildTask).
+	HoldTask(ctx context.Context, typ, taskID string, payload []byte, now time.Time) error
 }
 
 // Enqueuer is the part of *asynq.Client the host client uses.
@@ -38,6 +43,10 @@ type Client struct {
 	queue Enqueuer
 	store Store
 	now   func() time.Time
+	// heldUntil is when the client next tries Redis after an enqueue
+	// failed (Unix nanoseconds of its clock): during an outage each login
+	// costs one Postgres write, not a wait for Redis first.
+	heldUntil atomic.Int64
 }
 
 // NewClient returns a host client. now is the clock (time.Now in
@@ -140,6 +149,12 @@ var ErrDecidedAtSet = &FieldError{Field: "decided_at", Reason: "set by dormancy 
 // attempt already enqueued (same AttemptKey) is not an error. p.DecidedAt
 // is the CheckResult's; left empty, the attempt is decided at this
 // client's clock now, which may differ from what an earlier Check showed.
+//
+// When Redis does not take the task within HoldAfter, the attempt is held
+// in Postgres and queued by the worker's requeue job once Redis is back:
+// the decision needed only Postgres, so a Redis outage neither loses an
+// attempt nor pushes the host to wave logins through. Only when Postgres
+// fails too is the attempt refused with an error.
 func (c *Client) ReportLoginAttempt(ctx context.Context, p LoginAttempt) error {
 	now := c.now()
 	if p.At.IsZero() {
@@ -155,7 +170,45 @@ func (c *Client) ReportLoginAttempt(ctx context.Context, p LoginAttempt) error {
 	if err != nil {
 		return err
 	}
-	return c.Enqueue(ctx, t)
+	err = errRedisResting
+	if now.UnixNano() >= c.heldUntil.Load() {
+		qctx, cancel := context.WithTimeout(ctx, HoldAfter)
+		err = c.Enqueue(qctx, t)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		c.heldUntil.Store(now.Add(RetryRedisAfter).UnixNano())
+	}
+	if herr := c.store.HoldTask(ctx, t.Type(), LoginAttemptTaskID(p.AttemptKey), t.Payload(), now); herr != nil {
+		return fmt.Errorf("%w; not held either: %w", err, herr)
+	}
+	return nil
+}
+
+// HoldAfter is how long ReportLoginAttempt waits for Redis before it holds
+// the attempt in Postgres: a login page must not wait out a partition.
+// After a failure the client holds every attempt for RetryRedisAfter
+// before it tries Redis again.
+const (
+	HoldAfter       = time.Second
+	RetryRedisAfter = 5 * time.Second
+)
+
+var errRedisResting = errors.New("tasks: Redis failed moments ago; attempt held without trying it")
+
+// RebuildTask makes a held task (Store.HoldTask) again from its type and
+// payload, with the options its constructor gives it.
+func RebuildTask(typ string, payload []byte) (*asynq.Task, error) {
+	switch typ {
+	case TypeLoginAttempt:
+		p, err := DecodeLoginAttempt(payload)
+		if err != nil {
+			return nil, fmt.Errorf("tasks.RebuildTask(%s): %w", typ, err)
+		}
+		return NewLoginAttemptTask(p)
+	}
+	return nil, fmt.Errorf("tasks.RebuildTask: %q is never held", typ)
 }
 
 // Enqueue hands a task to the queue, treating "already there" as success:

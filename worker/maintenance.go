@@ -169,7 +169,9 @@ func (h *Handlers) PrelockWarnings(ctx context.Context, t *asynq.Task) error {
 	})
 }
 
-// RequeueMail hands to the queue again the pending mails older than
+// RequeueMail hands to the queue the login attempts held in Postgres
+// while Redis was down (tasks.Client.ReportLoginAttempt), and again the
+// pending mails older than
 // Maintenance.MinAge (default tasks.DefaultMailRequeueAfter) whose task was
 // lost: a process that died between its commit and its enqueue, a Redis
 // that lost data, or an unlock made synchronously by the admin server.
@@ -199,7 +201,25 @@ func (h *Handlers) RequeueMail(ctx context.Context, t *asynq.Task) error {
 			after = ms[len(ms)-1].ID
 			return len(ms), h.requeueStale(ctx, ms)
 		})
-		return dropped + n, err
+		if err != nil {
+			return dropped + n, err
+		}
+		held, err := h.batches(ctx, "held task batch", p.Batch(), func() (int, error) {
+			return h.store.DrainHeldTasks(ctx, p.Batch(), func(ht postgres.HeldTask) error {
+				t, err := tasks.RebuildTask(ht.TaskType, ht.Payload)
+				if err != nil {
+					// Only this package's constructors hold tasks; a row
+					// that does not rebuild never will, and is dropped.
+					h.logger(ctx).Error("held task dropped", slog.Int64("held_id", ht.ID), slog.String("error", err.Error()))
+					return nil
+				}
+				if _, err := h.queue.EnqueueContext(ctx, t); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+					return fmt.Errorf("worker: enqueue held task %d: %w", ht.ID, err)
+				}
+				return nil
+			})
+		})
+		return dropped + n + held, err
 	})
 }
 

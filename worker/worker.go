@@ -18,6 +18,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/dormancy/dormancy/internal/asynqlog"
+	"github.com/dormancy/dormancy/internal/outage"
 	"github.com/dormancy/dormancy/mail"
 	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/postgres"
@@ -65,6 +66,9 @@ type Config struct {
 	// is marked failed; 0 keeps the task constructor's count.
 	EmailMaxRetry int
 	Logger        *slog.Logger
+	// RedisWatch, when set, turns asynq's repeated complaints during a
+	// Redis outage into its one line.
+	RedisWatch *outage.Watch
 	// Now is the clock; nil means time.Now. Tests inject their own.
 	Now func() time.Time
 	// Random is the token source; nil means crypto/rand.
@@ -118,7 +122,7 @@ func New(cfg Config) (*Worker, error) {
 		TaskCheckInterval: cfg.TaskCheckInterval,
 		ShutdownTimeout:   cfg.ShutdownTimeout,
 		RetryDelayFunc:    cfg.Retry.Delay,
-		Logger:            asynqlog.Logger{L: cfg.Logger},
+		Logger:            asynqlog.Logger{L: cfg.Logger, Redis: cfg.RedisWatch},
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
 			if errors.Is(err, asynq.SkipRetry) {
 				return // rejected: the handler logged it once, with its reason

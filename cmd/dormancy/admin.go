@@ -92,7 +92,7 @@ func loadAdminConfig(get func(string) string, bad func(string, error)) AdminConf
 }
 
 // runAdmin serves the admin server until ctx ends.
-func runAdmin(ctx context.Context, cfg *Config, log *slog.Logger) error {
+func runAdmin(ctx context.Context, cfg *Config, log *slog.Logger, watch watches) error {
 	secret := cfg.Admin.LinkSecret
 	dev := cfg.ResendAPIKey == ""
 	if len(secret) == 0 {
@@ -118,7 +118,7 @@ func runAdmin(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		OperatorUser: cfg.Admin.OperatorUser, OperatorPassword: cfg.Admin.OperatorPassword,
 		MonitoringReadOnly: cfg.Admin.MonitoringReadOnly, DevMailbox: dev,
 		SessionTTL: cfg.Admin.SessionTTL, SessionIdle: cfg.Admin.SessionIdle,
-		Throttle: cfg.Admin.Throttle, TrustedProxies: cfg.Admin.TrustedProxies, InsecureCookies: cfg.Admin.InsecureCookies, Logger: log,
+		Throttle: cfg.Admin.Throttle, TrustedProxies: cfg.Admin.TrustedProxies, InsecureCookies: cfg.Admin.InsecureCookies, Logger: log, RedisWatch: watch.redis,
 	})
 	if err != nil {
 		return err
@@ -129,6 +129,7 @@ func runAdmin(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("ADMIN_ADDR %s: %w", cfg.Admin.Addr, err)
 	}
+	watch.probe(ctx, cfg, store)
 	log.Info("admin server started", "addr", ln.Addr().String(), "dev_mailbox", dev, "monitoring_readonly", cfg.Admin.MonitoringReadOnly)
 	return srv.Serve(ctx, ln)
 }

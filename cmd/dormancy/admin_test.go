@@ -39,7 +39,7 @@ func TestRunAdminRefusesWithoutLinkSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = runAdmin(t.Context(), c, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	err = runAdmin(t.Context(), c, slog.New(slog.NewTextHandler(io.Discard, nil)), watches{})
 	if err == nil || !strings.Contains(err.Error(), "ADMIN_LINK_SECRET") {
 		t.Errorf("runAdmin = %v, want a refusal naming ADMIN_LINK_SECRET", err)
 	}

@@ -87,7 +87,7 @@ func seedDemo(ctx context.Context, store *postgres.Store, now time.Time) error {
 // a fresh demo company, the worker, the scheduler, the admin server with
 // the dev mailbox, the demo host platform and the dev clock. Mail never
 // leaves the machine.
-func runDev(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Writer) error {
+func runDev(ctx context.Context, cfg *Config, log *slog.Logger, watch watches, stdout io.Writer) error {
 	clock := newDevClock()
 	if err := postgres.Migrate(ctx, cfg.DatabaseURL, "up", io.Discard); err != nil {
 		return err
@@ -112,12 +112,13 @@ func runDev(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Writer
 		Redis: cfg.Redis, Store: store, Sender: mail.NewDev(log), Links: worker.Links{Base: cfg.PublicBaseURL},
 		Concurrency: cfg.WorkerConcurrency, TaskCheckInterval: cfg.WorkerTaskCheckInterval,
 		ShutdownTimeout: 5 * time.Second, Retry: cfg.Retry, EmailMaxRetry: cfg.EmailMaxRetry,
-		Logger: log, Now: clock.Now,
+		Logger: log, Now: clock.Now, RedisWatch: watch.redis,
 	})
 	if err != nil {
 		return err
 	}
-	sched, err := scheduler.New(scheduler.Config{Redis: cfg.Redis, Jobs: cfg.Jobs, Logger: log, Now: clock.Now})
+	watch.probe(ctx, cfg, store)
+	sched, err := scheduler.New(scheduler.Config{Redis: cfg.Redis, Jobs: cfg.Jobs, Logger: log, Now: clock.Now, RedisWatch: watch.redis})
 	if err != nil {
 		return err
 	}
@@ -128,7 +129,7 @@ func runDev(ctx context.Context, cfg *Config, log *slog.Logger, stdout io.Writer
 	adminSrv, err := admin.New(admin.Config{
 		Store: store, Redis: cfg.Redis, Queue: queue, LinkSecret: secret,
 		OperatorUser: "dev", OperatorPassword: "dev", DevMailbox: true, InsecureCookies: true,
-		Logger: log, Now: clock.Now,
+		Logger: log, Now: clock.Now, RedisWatch: watch.redis,
 	})
 	if err != nil {
 		return err

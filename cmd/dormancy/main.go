@@ -85,14 +85,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	// While a process waits for its services at start, go-redis's dial
 	// failures repeat what the wait logs once; after that they matter.
-	redis.SetLogger(slogRedis{log, slog.LevelDebug})
+	redis.SetLogger(slogRedis{log, slog.LevelDebug, nil})
 	switch args[0] {
 	case "worker", "scheduler", "admin", "dev":
 		if err := awaitServices(ctx, cfg, log, true); err != nil {
 			return err
 		}
 	}
-	redis.SetLogger(slogRedis{log, slog.LevelWarn})
+	watch := newWatches(log)
+	redis.SetLogger(slogRedis{log, slog.LevelWarn, watch.redis})
 	switch args[0] {
 	case "migrate":
 		if len(args) != 2 {
@@ -100,22 +101,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return postgres.Migrate(ctx, cfg.DatabaseURL, args[1], stdout)
 	case "worker":
-		return runWorker(ctx, cfg, log)
+		return runWorker(ctx, cfg, log, watch)
 	case "dev":
-		return runDev(ctx, cfg, log, stdout)
+		return runDev(ctx, cfg, log, watch, stdout)
 	case "import":
 		return runImport(ctx, cfg, args[1:], stdout, stderr)
 	case "scheduler":
-		return runScheduler(ctx, cfg, log)
+		return runScheduler(ctx, cfg, log, watch)
 	case "admin":
-		return runAdmin(ctx, cfg, log)
+		return runAdmin(ctx, cfg, log, watch)
 	case "apikey":
 		return runAPIKey(ctx, cfg, args[1:], stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q: %w", strings.Join(args, " "), errUsage)
 }
 
-func runWorker(ctx context.Context, cfg *Config, log *slog.Logger) error {
+func runWorker(ctx context.Context, cfg *Config, log *slog.Logger, watch watches) error {
 	store, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
@@ -140,11 +141,12 @@ func runWorker(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		Concurrency: cfg.WorkerConcurrency, TaskCheckInterval: cfg.WorkerTaskCheckInterval,
 		ShutdownTimeout: cfg.WorkerShutdownTimeout,
 		Retry:           cfg.Retry, EmailMaxRetry: cfg.EmailMaxRetry,
-		Logger: log,
+		Logger: log, RedisWatch: watch.redis,
 	})
 	if err != nil {
 		return err
 	}
+	watch.probe(ctx, cfg, store)
 	log.Info("worker started", "concurrency", cfg.WorkerConcurrency, "dev_mailbox", cfg.ResendAPIKey == "")
 	return w.Run(ctx)
 }

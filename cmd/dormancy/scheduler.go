@@ -70,7 +70,7 @@ func loadJobs(get func(string) string, bad func(string, error)) []scheduler.Job 
 	return jobs
 }
 
-func runScheduler(ctx context.Context, cfg *Config, log *slog.Logger) error {
+func runScheduler(ctx context.Context, cfg *Config, log *slog.Logger, watch watches) error {
 	reg := processRegistry()
 	last := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "dormancy_scheduler_last_success_timestamp_seconds",
@@ -80,11 +80,12 @@ func runScheduler(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err := serveMetrics(ctx, cfg, log, reg); err != nil {
 		return err
 	}
-	s, err := scheduler.New(scheduler.Config{Redis: cfg.Redis, Jobs: cfg.Jobs, Logger: log,
+	s, err := scheduler.New(scheduler.Config{Redis: cfg.Redis, Jobs: cfg.Jobs, Logger: log, RedisWatch: watch.redis,
 		LastRun: func(typ string, at time.Time) { last.WithLabelValues(typ).Set(float64(at.Unix())) }})
 	if err != nil {
 		return err
 	}
+	watch.probe(ctx, cfg, nil)
 	log.Info("scheduler started")
 	return s.Run(ctx)
 }

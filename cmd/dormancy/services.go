@@ -16,18 +16,54 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun/driver/pgdriver"
 
+	"github.com/dormancy/dormancy/internal/outage"
 	"github.com/dormancy/dormancy/postgres"
 )
 
 // slogRedis routes go-redis's own log lines (pool dial failures, …) into
-// the process's JSON log instead of plain text on stderr.
+// the process's JSON log instead of plain text on stderr; with a watch,
+// those about reaching Redis become the outage's one line.
 type slogRedis struct {
 	log   *slog.Logger
 	level slog.Level
+	watch *outage.Watch
 }
 
 func (l slogRedis) Printf(ctx context.Context, format string, v ...any) {
-	l.log.Log(ctx, l.level, fmt.Sprintf(format, v...), slog.String("component", "go-redis"))
+	msg := fmt.Sprintf(format, v...)
+	if l.watch != nil && outage.IsConnectionFailure(msg) {
+		l.watch.Down(msg)
+		return
+	}
+	l.log.Log(ctx, l.level, msg, slog.String("component", "go-redis"))
+}
+
+// watches follow the process's services once it has started: each outage
+// and each recovery is logged once (internal/outage).
+type watches struct {
+	redis, postgres *outage.Watch
+}
+
+func newWatches(log *slog.Logger) watches {
+	return watches{redis: outage.New("redis", "REDIS_URL", log), postgres: outage.New("postgres", "DATABASE_URL", log)}
+}
+
+// probeEvery is how often a running process pings its services: how soon
+// after an outage ends its recovery is logged.
+const probeEvery = time.Second
+
+// probe pings Redis, and Postgres when the process has a store, until ctx
+// ends.
+func (w watches) probe(ctx context.Context, cfg *Config, store *postgres.Store) {
+	if c, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient); ok {
+		go func() {
+			defer c.Close()
+			w.redis.Probe(ctx, probeEvery, func(ctx context.Context) error { return c.Ping(ctx).Err() })
+		}()
+	}
+	if store != nil {
+		go w.postgres.Probe(ctx, probeEvery, store.Ping)
+	}
 }
 
 // awaitServices checks, before a process says it started, that Postgres
