@@ -144,15 +144,29 @@ const MaxBodyBytes = 64 << 10
 // decoder (tasks.DecodeStrict), so a body and a payload are refused for the
 // same reasons in the same words; the body is capped first.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	return decodeBody(body, v)
+}
+
+// readBody reads a request body of at most MaxBodyBytes.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
-		return &apiError{Status: http.StatusRequestEntityTooLarge, Code: codeBodyTooLarge, Field: "body",
+		return nil, &apiError{Status: http.StatusRequestEntityTooLarge, Code: codeBodyTooLarge, Field: "body",
 			Message: fmt.Sprintf("body: larger than %d bytes", MaxBodyBytes)}
 	}
 	if err != nil {
-		return &apiError{Status: http.StatusBadRequest, Code: codeInvalidJSON, Field: "body", Message: "body: could not be read"}
+		return nil, &apiError{Status: http.StatusBadRequest, Code: codeInvalidJSON, Field: "body", Message: "body: could not be read"}
 	}
+	return body, nil
+}
+
+// decodeBody decodes a JSON body strictly into v, naming the bad field.
+func decodeBody(body []byte, v any) error {
 	var fe *tasks.FieldError
 	if err := tasks.DecodeStrict(body, v); errors.As(err, &fe) {
 		field := fe.Field

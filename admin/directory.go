@@ -3,6 +3,7 @@ package admin
 import (
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/dormancy/dormancy/tasks"
 )
@@ -61,8 +62,20 @@ func (s *Server) apiPutCompany(w http.ResponseWriter, r *http.Request) (int, any
 }
 
 func (s *Server) apiPutAccount(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	body, err := readBody(w, r)
+	if err != nil {
+		return 0, nil, err
+	}
+	// A date alone means the start of that day in the company's zone, as
+	// in an import file.
+	body, err = tasks.ResolveDates(body, func() (*time.Location, error) {
+		return s.store.CompanyLocation(r.Context(), r.PathValue("id"))
+	})
+	if err != nil {
+		return 0, nil, err
+	}
 	var a tasks.Account
-	if err := decodeJSON(w, r, &a); err != nil {
+	if err := decodeBody(body, &a); err != nil {
 		return 0, nil, err
 	}
 	if err := samePath("company_id", &a.CompanyID, r.PathValue("id")); err != nil {

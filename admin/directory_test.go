@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/dormancy/dormancy/tasks"
 )
@@ -107,4 +108,42 @@ func jsonHas(t *testing.T, w interface{ Result() *http.Response }, outcome strin
 	var r directoryResponse
 	mustJSON(t, w, &r)
 	return r.Outcome == outcome
+}
+
+// A date alone is the start of that day in the company's zone, as in an
+// import file; a date that is no date is refused naming its field.
+func TestDirectoryAPIDatesAlone(t *testing.T) {
+	b := setup(t) // companies in Asia/Tokyo
+	path := "/api/v1/companies/" + b.a.id + "/accounts/dated@example.com"
+	w := b.api("PUT", path, `{"version":1,"id_kind":"email","name":"日付 太郎","created_at":"2026-04-01","last_login_at":"2026-11-20"}`, 0)
+	var r directoryResponse
+	mustJSON(t, w, &r)
+	if w.Code != http.StatusCreated {
+		t.Fatalf("create with dates: %d %s", w.Code, w.Body.String())
+	}
+	var created, last time.Time
+	if err := b.db.QueryRow(`SELECT created_at, last_login_at FROM accounts WHERE id = $1`, r.AccountID).Scan(&created, &last); err != nil {
+		t.Fatal(err)
+	}
+	if want := time.Date(2026, 3, 31, 15, 0, 0, 0, time.UTC); !created.Equal(want) {
+		t.Errorf("created_at = %v, want %v (midnight in Tokyo)", created.UTC(), want)
+	}
+	if want := time.Date(2026, 11, 19, 15, 0, 0, 0, time.UTC); !last.Equal(want) {
+		t.Errorf("last_login_at = %v, want %v", last.UTC(), want)
+	}
+	for name, c := range map[string]struct{ body, field string }{
+		"no such date": {`{"version":2,"id_kind":"email","name":"x","created_at":"2026-02-30"}`, "created_at"},
+		"a date ahead": {`{"version":2,"id_kind":"email","name":"x","created_at":"2026-04-01","last_login_at":"2027-01-01"}`, "last_login_at"},
+		"half a date":  {`{"version":2,"id_kind":"email","name":"x","created_at":"2026-04"}`, "created_at"},
+	} {
+		w := b.api("PUT", path, c.body, 0)
+		if w.Code != http.StatusBadRequest || apiErrorOf(t, w).Field != c.field {
+			t.Errorf("%s: %d %s, want 400 naming %s", name, w.Code, w.Body.String(), c.field)
+		}
+	}
+	// Another company's zone is not consulted for a company the key
+	// cannot reach, and an unknown company is 404 like any other.
+	if w := b.api("PUT", "/api/v1/companies/no-such-company/accounts/x", `{"version":1,"id_kind":"email","name":"x","created_at":"2026-04-01"}`, 0); w.Code != http.StatusNotFound {
+		t.Errorf("unknown company: %d %s", w.Code, w.Body.String())
+	}
 }

@@ -201,3 +201,20 @@ func auditIf(ctx context.Context, db bun.IDB, o syncOpts, ev Event) error {
 	ev.OccurredAt = o.at
 	return audit(ctx, db, ev)
 }
+
+// CompanyLocation is the company's time zone: where a date given alone
+// begins. An unknown company is ErrNotFound.
+func (s *Store) CompanyLocation(ctx context.Context, companyID string) (*time.Location, error) {
+	var zone []string
+	if err := s.db.NewRaw(`SELECT time_zone FROM companies WHERE id = ?`, companyID).Scan(ctx, &zone); err != nil {
+		return nil, fmt.Errorf("postgres.CompanyLocation(%q): %w", companyID, err)
+	}
+	if len(zone) == 0 {
+		return nil, fmt.Errorf("postgres.CompanyLocation(%q): %w", companyID, ErrNotFound)
+	}
+	loc, err := time.LoadLocation(zone[0])
+	if err != nil {
+		return nil, fmt.Errorf("postgres.CompanyLocation(%q): %w", companyID, err)
+	}
+	return loc, nil
+}
