@@ -27,7 +27,9 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/dormancy/dormancy/internal/outage"
 	"github.com/dormancy/dormancy/postgres"
@@ -71,6 +73,10 @@ type Config struct {
 	// for plain-HTTP development on a host name browsers do not trust.
 	InsecureCookies bool
 	Logger          *slog.Logger
+	// Trace records a span per request (otelhttp, continuing a caller's
+	// traceparent) and per Redis command (redisotel); the caller turns the
+	// store's on and sets the global tracer provider.
+	Trace bool
 	// RedisWatch, when set, is told of Redis failures and asked before
 	// each throttle check: during an outage the throttles let requests
 	// through at once instead of each waiting for Redis.
@@ -131,22 +137,25 @@ func New(cfg Config) (*Server, error) {
 		cfg.Random = rand.Reader
 	}
 	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Logger, now: cfg.Now, random: cfg.Random}
-	s.queue = cfg.Queue
-	if s.queue == nil {
-		c := asynq.NewClient(cfg.Redis)
-		s.closers = append(s.closers, c.Close)
-		s.queue = c
-	}
-	s.host = tasks.NewClient(s.queue, cfg.Store, cfg.Now)
-	s.inspector = asynq.NewInspector(cfg.Redis)
-	s.closers = append(s.closers, s.inspector.Close)
 	rc, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
 	if !ok {
-		s.Close()
 		return nil, errors.New("admin.New: Redis option does not make a go-redis client")
 	}
 	s.redis = rc
 	s.closers = append(s.closers, rc.Close)
+	if cfg.Trace {
+		if err := redisotel.InstrumentTracing(rc); err != nil {
+			cfg.Logger.Warn("admin: Redis commands not traced", slog.String("error", err.Error()))
+		}
+	}
+	// The queue shares the throttles' Redis client (and its tracing).
+	s.queue = cfg.Queue
+	if s.queue == nil {
+		s.queue = asynq.NewClientFromRedisClient(rc)
+	}
+	s.host = tasks.NewClient(s.queue, cfg.Store, cfg.Now)
+	s.inspector = asynq.NewInspector(cfg.Redis)
+	s.closers = append(s.closers, s.inspector.Close)
 	if cfg.Throttle.Attempts <= 0 || cfg.Throttle.Window <= 0 {
 		cfg.Throttle = DefaultThrottle
 		s.cfg.Throttle = cfg.Throttle
@@ -425,8 +434,15 @@ func (s *Server) Run(ctx context.Context, addr string) error {
 
 // Serve is Run on a listener the caller opened.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	var h http.Handler = s
+	if s.cfg.Trace {
+		// Named by method alone: paths carry ids, and a span name must not.
+		h = otelhttp.NewHandler(s, "dormancy admin", otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+			return "HTTP " + r.Method
+		}))
+	}
 	srv := &http.Server{
-		Handler:           s,
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,

@@ -17,6 +17,7 @@ import (
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
 	"github.com/uptrace/bun/driver/pgdriver"
+	"github.com/uptrace/bun/extra/bunotel"
 
 	"github.com/dormancy/dormancy/policy"
 )
@@ -54,6 +55,11 @@ func Open(ctx context.Context, dsn string, maxConns ...int) (*Store, error) {
 	}
 	return &Store{db: db}, nil
 }
+
+// Trace records a span for every statement (bunotel), under the span of
+// the statement's context; dormancy calls it, before the store is shared,
+// when tracing is on.
+func (s *Store) Trace() { s.db = s.db.WithQueryHook(bunotel.NewQueryHook(bunotel.WithDBName("dormancy"))) }
 
 // Close releases the connections.
 func (s *Store) Close() error { return s.db.Close() }

@@ -215,6 +215,7 @@ func RebuildTask(typ string, payload []byte) (*asynq.Task, error) {
 // every task ID in this package names its work, so a conflict means the
 // work is already queued or done.
 func (c *Client) Enqueue(ctx context.Context, t *asynq.Task) error {
+	Inject(ctx, t)
 	_, err := c.queue.EnqueueContext(ctx, t)
 	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return fmt.Errorf("tasks: enqueue %s: %w", t.Type(), err)

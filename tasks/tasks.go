@@ -7,6 +7,7 @@ package tasks
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // Task type names. They are stable: hosts in any language enqueue them.
@@ -286,5 +289,19 @@ func marshal(typ string, v stamper, opts ...asynq.Option) (*asynq.Task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tasks.New(%s): %w", typ, err)
 	}
-	return asynq.NewTask(typ, b, opts...), nil
+	// An empty header map, so that Inject can add the trace context at
+	// enqueue time to a task built without one.
+	return asynq.NewTaskWithHeaders(typ, b, map[string]string{}, opts...), nil
+}
+
+// Inject writes the trace context of ctx into t's headers (W3C
+// traceparent), where the worker picks it up: one trace runs from the
+// host's request through the enqueue to the handler and the mail it sends.
+// asynq carries headers beside the payload, so the payload contract is
+// untouched and a worker without tracing ignores them. Without an active
+// span, or with tracing off, nothing is written.
+func Inject(ctx context.Context, t *asynq.Task) {
+	if h := t.Headers(); h != nil {
+		otel.GetTextMapPropagator().Inject(ctx, propagation.MapCarrier(h))
+	}
 }

@@ -9,6 +9,11 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/postgres"
@@ -17,19 +22,22 @@ import (
 
 // Handlers carries out the tasks. Its methods have asynq's handler shape.
 type Handlers struct {
-	store     *postgres.Store
-	sender    Sender
-	links     Links
-	queue     *asynq.Client
-	inspector *asynq.Inspector
-	log       *slog.Logger
-	now       func() time.Time
-	random    io.Reader
-	secret    []byte
-	platform  string
-	helpURL   string
-	metrics   *Metrics
-	logins    *loginBatcher
+	store  *postgres.Store
+	sender Sender
+	links  Links
+	queue  *asynq.Client
+	// closeQueue closes the Redis client under queue when the handlers
+	// made it themselves (to trace it); asynq leaves that to its owner.
+	closeQueue func() error
+	inspector  *asynq.Inspector
+	log        *slog.Logger
+	now        func() time.Time
+	random     io.Reader
+	secret     []byte
+	platform   string
+	helpURL    string
+	metrics    *Metrics
+	logins     *loginBatcher
 	// emailMaxRetry overrides the email tasks' retry count when > 0.
 	emailMaxRetry int
 }
@@ -59,7 +67,12 @@ func (h *Handlers) Register(mux *asynq.ServeMux) {
 // Close releases the handlers' own Redis connections.
 func (h *Handlers) Close() {
 	h.logins.close()
-	h.queue.Close()
+	if h.closeQueue != nil {
+		_ = h.closeQueue() // asynq refuses to close a client it was given
+	}
+	if h.closeQueue == nil {
+		_ = h.queue.Close()
+	}
 	h.inspector.Close()
 }
 
@@ -71,9 +84,19 @@ func (h *Handlers) logTask(next asynq.Handler) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		id, _ := asynq.GetTaskID(ctx)
 		retry, _ := asynq.GetRetryCount(ctx)
+		// The task's span continues the trace its enqueuer carried in the
+		// headers (tasks.Inject).
+		ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(t.Headers()))
+		ctx, span := otel.Tracer("github.com/dormancy/dormancy/worker").Start(ctx, t.Type(),
+			trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("messaging.message.id", id), attribute.Int("asynq.retry", retry)))
+		defer span.End()
 		l := h.log.With(slog.String("task_id", id), slog.String("task_type", t.Type()), slog.Int("retry", retry))
 		start := time.Now()
 		err := next.ProcessTask(context.WithValue(ctx, loggerKey{}, l), t)
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
 		if err == nil {
 			l.Debug("task done", slog.Duration("took", time.Since(start)))
 		}

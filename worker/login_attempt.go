@@ -221,6 +221,7 @@ func (h *Handlers) enqueue(ctx context.Context, out []outgoing) error {
 		if h.emailMaxRetry > 0 {
 			opts = append(opts, asynq.MaxRetry(h.emailMaxRetry))
 		}
+		tasks.Inject(ctx, t)
 		if _, err := h.queue.EnqueueContext(ctx, t, opts...); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 			return fmt.Errorf("worker: enqueue %s mail %d: %w", o.typ, o.email.MailID, err)
 		}

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/extra/redisotel/v9"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/dormancy/dormancy/internal/asynqlog"
 	"github.com/dormancy/dormancy/internal/outage"
@@ -66,6 +68,11 @@ type Config struct {
 	// is marked failed; 0 keeps the task constructor's count.
 	EmailMaxRetry int
 	Logger        *slog.Logger
+	// Trace records spans of the handlers' Redis commands (redisotel);
+	// the caller turns the store's on (postgres.Store.Trace) and sets the
+	// global tracer provider. The task spans themselves follow the global
+	// provider, which records nothing until one is set.
+	Trace bool
 	// RedisWatch, when set, turns asynq's repeated complaints during a
 	// Redis outage into its one line.
 	RedisWatch *outage.Watch
@@ -164,21 +171,38 @@ func NewHandlers(cfg Config) *Handlers {
 	if random == nil {
 		random = rand.Reader
 	}
+	queue, closeQueue := newQueue(cfg)
 	return &Handlers{
-		store:     cfg.Store,
-		sender:    cfg.Sender,
-		links:     cfg.Links,
-		queue:     asynq.NewClient(cfg.Redis),
-		inspector: asynq.NewInspector(cfg.Redis),
-		log:       cfg.Logger,
-		now:       now,
-		random:    random,
-		secret:    cfg.TokenSecret,
-		platform:  cfg.PlatformName,
-		helpURL:   cfg.HelpURL,
-		metrics:   cfg.Metrics,
+		store:      cfg.Store,
+		sender:     cfg.Sender,
+		links:      cfg.Links,
+		queue:      queue,
+		closeQueue: closeQueue,
+		inspector:  asynq.NewInspector(cfg.Redis),
+		log:        cfg.Logger,
+		now:        now,
+		random:     random,
+		secret:     cfg.TokenSecret,
+		platform:   cfg.PlatformName,
+		helpURL:    cfg.HelpURL,
+		metrics:    cfg.Metrics,
 		// Two lanes keep one statement in flight while the next batch fills.
 		logins:        newLoginBatcher(cfg.Store, 2, 64),
 		emailMaxRetry: cfg.EmailMaxRetry,
 	}
+}
+
+// newQueue is the handlers' asynq client; with tracing, on a go-redis
+// client of its own whose commands are traced, which the returned func
+// closes.
+func newQueue(cfg Config) (*asynq.Client, func() error) {
+	if cfg.Trace {
+		if rc, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient); ok {
+			if err := redisotel.InstrumentTracing(rc); err != nil {
+				cfg.Logger.Warn("worker: Redis commands not traced", slog.String("error", err.Error()))
+			}
+			return asynq.NewClientFromRedisClient(rc), rc.Close
+		}
+	}
+	return asynq.NewClient(cfg.Redis), nil
 }

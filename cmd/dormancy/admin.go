@@ -118,7 +118,7 @@ func runAdmin(ctx context.Context, cfg *Config, log *slog.Logger, watch watches)
 		OperatorUser: cfg.Admin.OperatorUser, OperatorPassword: cfg.Admin.OperatorPassword,
 		MonitoringReadOnly: cfg.Admin.MonitoringReadOnly, DevMailbox: dev,
 		SessionTTL: cfg.Admin.SessionTTL, SessionIdle: cfg.Admin.SessionIdle,
-		Throttle: cfg.Admin.Throttle, TrustedProxies: cfg.Admin.TrustedProxies, InsecureCookies: cfg.Admin.InsecureCookies, Logger: log, RedisWatch: watch.redis,
+		Throttle: cfg.Admin.Throttle, TrustedProxies: cfg.Admin.TrustedProxies, InsecureCookies: cfg.Admin.InsecureCookies, Logger: log, RedisWatch: watch.redis, Trace: cfg.tracing(),
 	})
 	if err != nil {
 		return err

@@ -30,10 +30,13 @@ type Config struct {
 	Redis            asynq.RedisConnOpt
 	RedisURL         string
 	MetricsAddr      string
-	ResendAPIKey     string
-	ResendBaseURL    string
-	PlatformName     string
-	HelpURL          string
+	// OTelEndpoint is where traces go (OTLP over HTTP); empty turns
+	// tracing off.
+	OTelEndpoint  string
+	ResendAPIKey  string
+	ResendBaseURL string
+	PlatformName  string
+	HelpURL       string
 	// TokenSecret is VERIFICATION_SECRET; empty when unset, which only dev
 	// mail mode accepts (see workerTokenSecret).
 	TokenSecret   []byte
@@ -78,6 +81,7 @@ var envVars = []envVar{
 	{"DEFAULT_LOCALE", "ja", "locale (ja or en) of the companies dormancy import -create-companies creates"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"METRICS_ADDR", "", "where worker and scheduler serve Prometheus /metrics (for example 127.0.0.1:9101); empty turns it off. The admin server has its own /metrics"},
+	{"OTEL_EXPORTER_OTLP_ENDPOINT", "", "OTLP/HTTP collector that worker, scheduler, admin and dev send traces to (for example http://127.0.0.1:4318); empty turns tracing off. The other OTEL_* variables of the OTLP exporter apply"},
 	{"STARTUP_TIMEOUT", "30s", "how long a process waits for Postgres and Redis to answer before it exits naming the one that does not"},
 	{"WORKER_CONCURRENCY", "20", "tasks one worker process runs at once"},
 	{"WORKER_TASK_CHECK_INTERVAL", "5ms", "how often an idle worker polls Redis (each hop of a task waits up to this)"},
@@ -169,6 +173,11 @@ func loadConfig(getenv func(string) string, reads func(section string) bool) (*C
 	}
 	c.RedisURL = get("REDIS_URL")
 	c.MetricsAddr = get("METRICS_ADDR")
+	if c.OTelEndpoint = get("OTEL_EXPORTER_OTLP_ENDPOINT"); c.OTelEndpoint != "" {
+		if u, err := url.Parse(c.OTelEndpoint); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			bad("OTEL_EXPORTER_OTLP_ENDPOINT", fmt.Errorf("want an http(s) URL of an OTLP/HTTP collector, such as http://127.0.0.1:4318, got %q", c.OTelEndpoint))
+		}
+	}
 	if opt, err := asynq.ParseRedisURI(get("REDIS_URL")); err != nil {
 		bad("REDIS_URL", err)
 	} else {
@@ -284,6 +293,9 @@ func openStore(ctx context.Context, cfg *Config) (*postgres.Store, error) {
 	store, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL (%s): %w", redacted(cfg.DatabaseURL), err)
+	}
+	if cfg.tracing() {
+		store.Trace()
 	}
 	return store, nil
 }

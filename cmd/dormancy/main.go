@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -20,6 +21,7 @@ import (
 	"github.com/dormancy/dormancy/postgres"
 	"github.com/dormancy/dormancy/worker"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 )
 
 const usage = `usage: dormancy <command>
@@ -93,6 +95,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	watch := newWatches(log)
+	switch args[0] {
+	case "worker", "scheduler", "admin", "dev":
+		stop, err := startTracing(ctx, cfg, args[0], log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	redis.SetLogger(slogRedis{log, slog.LevelWarn, watch.redis})
 	switch args[0] {
 	case "migrate":
@@ -141,7 +151,7 @@ func runWorker(ctx context.Context, cfg *Config, log *slog.Logger, watch watches
 		Concurrency: cfg.WorkerConcurrency, TaskCheckInterval: cfg.WorkerTaskCheckInterval,
 		ShutdownTimeout: cfg.WorkerShutdownTimeout,
 		Retry:           cfg.Retry, EmailMaxRetry: cfg.EmailMaxRetry,
-		Logger: log, RedisWatch: watch.redis,
+		Logger: log, RedisWatch: watch.redis, Trace: cfg.tracing(),
 	})
 	if err != nil {
 		return err
@@ -176,7 +186,11 @@ func newSender(cfg *Config, log *slog.Logger) (worker.Sender, error) {
 		log.Warn("RESEND_API_KEY is not set: mail goes to the dev mailbox, not to people")
 		return mail.NewDev(log), nil
 	}
-	return mail.NewResend(mail.ResendConfig{APIKey: cfg.ResendAPIKey, BaseURL: cfg.ResendBaseURL, From: cfg.MailFrom})
+	rc := mail.ResendConfig{APIKey: cfg.ResendAPIKey, BaseURL: cfg.ResendBaseURL, From: cfg.MailFrom}
+	if cfg.tracing() {
+		rc.Transport = otelhttp.NewTransport(http.DefaultTransport)
+	}
+	return mail.NewResend(rc)
 }
 
 // version is the module version and the VCS revision the binary was built
