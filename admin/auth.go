@@ -88,23 +88,33 @@ func (s *Server) requireAPIKey(withActor bool, next http.Handler) http.Handler {
 			writeError(w, errUnauthorized("an API key is required: Authorization: Bearer dmy_..."))
 			return
 		}
-		ip := clientIP(r, s.cfg.TrustedProxies)
-		if retry, blocked := s.throttles.apiKey.blocked(r.Context(), ip); blocked {
-			setRetryAfter(w, retry)
-			writeError(w, errTooMany("too many unknown API keys from this address"))
-			return
-		}
-		apiKey, err := s.store.APIKeyByHash(r.Context(), sha256.Sum256([]byte(key)), s.now())
-		if err != nil {
-			if !errors.Is(err, postgres.ErrNotFound) {
-				s.log.ErrorContext(r.Context(), "admin: api key lookup", slog.String("error", err.Error()))
-				writeError(w, toAPIError(err))
+		// A key verified moments ago is taken from memory: no Postgres
+		// round trip and no throttle check (a blocked guesser cannot have
+		// it; keys are 256 random bits). Revocation takes effect within
+		// the cache's TTL.
+		hash := sha256.Sum256([]byte(key))
+		apiKey, cached := s.apiKeys.get(hash, s.now())
+		if !cached {
+			ip := clientIP(r, s.cfg.TrustedProxies)
+			if retry, blocked := s.throttles.apiKey.blocked(r.Context(), ip); blocked {
+				setRetryAfter(w, retry)
+				writeError(w, errTooMany("too many unknown API keys from this address"))
 				return
 			}
-			s.throttles.apiKey.failed(r.Context(), ip)
-			w.Header().Set("WWW-Authenticate", `Bearer realm="dormancy", error="invalid_token"`)
-			writeError(w, errUnauthorized("the API key is unknown or revoked"))
-			return
+			var err error
+			apiKey, err = s.store.APIKeyByHash(r.Context(), hash, s.now())
+			if err != nil {
+				if !errors.Is(err, postgres.ErrNotFound) {
+					s.log.ErrorContext(r.Context(), "admin: api key lookup", slog.String("error", err.Error()))
+					writeError(w, toAPIError(err))
+					return
+				}
+				s.throttles.apiKey.failed(r.Context(), ip)
+				w.Header().Set("WWW-Authenticate", `Bearer realm="dormancy", error="invalid_token"`)
+				writeError(w, errUnauthorized("the API key is unknown or revoked"))
+				return
+			}
+			s.apiKeys.put(hash, apiKey, s.now())
 		}
 		ctx := context.WithValue(r.Context(), apiKeyKey{}, apiKey)
 		r = r.WithContext(ctx)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dormancy/dormancy/internal/testenv"
 	"github.com/dormancy/dormancy/policy"
@@ -423,5 +424,34 @@ func TestScopedAPIKey(t *testing.T) {
 	}
 	if n := testenv.Count(t, b.db, `SELECT count(*) FROM companies WHERE id = $1 AND name = '改名'`, b.b.id); n != 0 {
 		t.Error("the scoped key renamed company B")
+	}
+}
+
+// A verified API key is remembered for the cache's TTL: revoked, it keeps
+// working until then at most, and is refused after.
+func TestRevokedAPIKeyRefusedWithinTheCacheBound(t *testing.T) {
+	b := setup(t)
+	id, key, err := CreateAPIKey(b.ctx, b.store, rand.Reader, "to revoke", nil, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "/api/v1/companies/" + b.a.id + "/events"
+	if w := b.apiAs(key, "GET", path, "", b.a.admin); w.Code != http.StatusOK {
+		t.Fatalf("live key: %d %s", w.Code, w.Body.String())
+	}
+	if err := b.store.RevokeAPIKey(b.ctx, id, b.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	b.clock.Add(DefaultAPIKeyCacheTTL - time.Millisecond)
+	if w := b.apiAs(key, "GET", path, "", b.a.admin); w.Code != http.StatusOK {
+		t.Errorf("revoked key within the cache bound: %d, want 200 (the bound the README states)", w.Code)
+	}
+	b.clock.Add(time.Millisecond)
+	if w := b.apiAs(key, "GET", path, "", b.a.admin); w.Code != http.StatusUnauthorized {
+		t.Errorf("revoked key at the cache bound: %d %s, want 401", w.Code, w.Body.String())
+	}
+	// An unknown key is never remembered.
+	if w := b.apiAs(APIKeyPrefix+"unknown", "GET", path, "", b.a.admin); w.Code != http.StatusUnauthorized {
+		t.Errorf("unknown key: %d", w.Code)
 	}
 }

@@ -73,6 +73,10 @@ type Config struct {
 	// for plain-HTTP development on a host name browsers do not trust.
 	InsecureCookies bool
 	Logger          *slog.Logger
+	// APIKeyCacheTTL is how long a verified API key is trusted without
+	// asking Postgres: how long a revoked key may keep working. 0 means
+	// DefaultAPIKeyCacheTTL; negative turns the cache off.
+	APIKeyCacheTTL time.Duration
 	// Trace records a span per request (otelhttp, continuing a caller's
 	// traceparent) and per Redis command (redisotel); the caller turns the
 	// store's on and sets the global tracer provider.
@@ -99,6 +103,7 @@ type Server struct {
 	inspector *asynq.Inspector
 	redis     redis.UniversalClient
 	throttles throttles
+	apiKeys   *apiKeyCache
 	monitor   *asynqmon.HTTPHandler
 	metrics   *prometheus.Registry
 	pages     *pageSet
@@ -161,6 +166,10 @@ func New(cfg Config) (*Server, error) {
 		s.cfg.Throttle = cfg.Throttle
 	}
 	lim := redis_rate.NewLimiter(rc)
+	if cfg.APIKeyCacheTTL == 0 {
+		cfg.APIKeyCacheTTL = DefaultAPIKeyCacheTTL
+	}
+	s.apiKeys = newAPIKeyCache(cfg.APIKeyCacheTTL)
 	s.throttles = throttles{
 		operator: newThrottle(lim, cfg.Throttle, "operator", cfg.Logger, cfg.RedisWatch),
 		apiKey:   newThrottle(lim, cfg.Throttle, "api_key", cfg.Logger, cfg.RedisWatch),

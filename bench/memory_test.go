@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -40,13 +39,10 @@ func peakRSS(pid int) (int64, error) {
 // database and Redis DB.
 func startWorker(b *testing.B, bin, resendURL string, concurrency int) *exec.Cmd {
 	b.Helper()
-	opt := testenv.RedisOpt()
 	cmd := exec.Command(bin, "worker")
-	cmd.Env = append(os.Environ(),
-		"DATABASE_URL="+testenv.DSN(),
-		"REDIS_URL=redis://"+opt.Addr+"/"+strconv.Itoa(opt.DB),
+	cmd.Env = serviceEnv(
 		"RESEND_API_KEY=re_bench", "RESEND_BASE_URL="+resendURL, "VERIFICATION_SECRET="+string(testenv.TokenSecret),
-		"WORKER_CONCURRENCY="+strconv.Itoa(concurrency), "LOG_LEVEL=error",
+		"WORKER_CONCURRENCY="+strconv.Itoa(concurrency),
 	)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -63,12 +59,7 @@ func startWorker(b *testing.B, bin, resendURL string, concurrency int) *exec.Cmd
 func BenchmarkWorkerMemory(b *testing.B) {
 	accounts := envInt("BENCH_MEMORY_ACCOUNTS", 1_000_000)
 	burst := envInt("BENCH_MEMORY_TASKS", 20000)
-	bin := filepath.Join(b.TempDir(), "dormancy")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/dormancy")
-	build.Dir, build.Stderr = "..", os.Stderr
-	if err := build.Run(); err != nil {
-		b.Fatal(err)
-	}
+	bin := build(b, "./cmd/dormancy")
 	fake := resendtest.New(b)
 	f := newFixture(b, accounts, burst/50+1, true)
 	ctx := context.Background()

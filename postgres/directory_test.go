@@ -294,6 +294,7 @@ func TestSyncRetirementBeforeTheUpsertWins(t *testing.T) {
 func TestSyncRetirementConsequences(t *testing.T) {
 	b := dirSetup(t)
 	leaver := b.employee(testenv.UniqueID("u") + "@example.com")
+	leaver.CanManageEmployees = true
 	other := b.employee(testenv.UniqueID("u") + "@example.com")
 	lid, _ := b.sync(t, leaver, 1)
 	oid, _ := b.sync(t, other, 1)
@@ -321,6 +322,25 @@ func TestSyncRetirementConsequences(t *testing.T) {
 	mail("verification", oid, 0, "pending")          // unrelated
 	mail("unlocked", oid, 0, "pending")              // unrelated
 
+	// A locked platform ID is shown the company's administrators: the
+	// leaver among them, until the retirement.
+	probe := b.employee(testenv.UniqueID("p"))
+	probe.IDKind, probe.Email = policy.IDKindPlatform, ""
+	pid, _ := b.sync(t, probe, 1)
+	if _, err := b.db.Exec(`UPDATE accounts SET lock_state = 'locked', lock_reason = 'dormant', locked_at = $2 WHERE id = $1`, pid, dirNow); err != nil {
+		t.Fatal(err)
+	}
+	listed := func(t *testing.T) bool {
+		t.Helper()
+		_, _, admins, err := b.store.CheckAccount(b.ctx, b.company, probe.LoginID, dirNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.ContainsFunc(admins, func(a policy.Employee) bool { return a.ID == lid })
+	}
+	if !listed(t) {
+		t.Fatal("the administrator is not listed to a locked platform ID before retiring")
+	}
 	if _, out, err := b.store.SyncRetirement(b.ctx, b.company, leaver.LoginID, 2, dirNow); err != nil || out != postgres.SyncUpdated {
 		t.Fatalf("retire: %q, %v", out, err)
 	}
@@ -340,12 +360,8 @@ func TestSyncRetirementConsequences(t *testing.T) {
 		t.Errorf("untouched mails = %d, want 3", got)
 	}
 	// No longer an administrator anywhere dormancy looks.
-	_, _, admins, err := b.store.CheckAccount(b.ctx, b.company, other.LoginID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(admins) != 0 {
-		t.Errorf("administrators = %v", admins)
+	if listed(t) {
+		t.Error("the leaver is still listed as an administrator to a locked platform ID")
 	}
 }
 

@@ -173,13 +173,15 @@ func (a administratorJSON) employee(companyID string) policy.Employee {
 	}
 }
 
-// CheckAccount loads an account, its company and, for a platform ID, the
-// company's active administrators with their lock state, in one round
-// trip: the synchronous check a login page makes must cost one query. The
-// caller keeps those policy.CanAct lets act.
-func (s *Store) CheckAccount(ctx context.Context, companyID, loginID string) (policy.Employee, policy.Company, []policy.Employee, error) {
+// CheckAccount loads an account, its company and, for a platform ID that a
+// lock refuses at now, the company's active administrators with their lock
+// state, in one round trip: the synchronous check a login page makes must
+// cost one query, and the 98 % of logins that are allowed must not pay for
+// the administrators' list they never show. The caller keeps those
+// policy.CanAct lets act.
+func (s *Store) CheckAccount(ctx context.Context, companyID, loginID string, now time.Time) (policy.Employee, policy.Company, []policy.Employee, error) {
 	q := s.db.NewRaw(`SELECT `+employeeColumns+`,
-		CASE WHEN a.id_kind = 'platform' THEN (
+		CASE WHEN a.id_kind = 'platform' AND a.status = 'active' AND `+sqlRefusedByLock("?::timestamptz")+` THEN (
 			SELECT coalesce(json_agg(json_build_object(
 				'id', ad.id, 'department', ad.department, 'name', ad.name, 'id_kind', ad.id_kind, 'exempt', ad.exempt,
 				'created_at', ad.created_at, 'last_login_at', ad.last_login_at, 'lock_state', ad.lock_state,
@@ -190,7 +192,7 @@ func (s *Store) CheckAccount(ctx context.Context, companyID, loginID string) (po
 			WHERE ad.company_id = a.company_id AND ad.can_manage_employees AND ad.status = 'active'
 		) END AS administrators
 		FROM accounts a JOIN companies c ON c.id = a.company_id
-		WHERE a.company_id = ? AND a.login_id = ?`, companyID, loginID)
+		WHERE a.company_id = ? AND a.login_id = ?`, now, now, companyID, loginID)
 	sub, admins, err := scanSubject(ctx, q)
 	if err != nil {
 		return policy.Employee{}, policy.Company{}, nil, fmt.Errorf("postgres.CheckAccount(%q, %q): %w", companyID, loginID, err)

@@ -59,7 +59,9 @@ func Open(ctx context.Context, dsn string, maxConns ...int) (*Store, error) {
 // Trace records a span for every statement (bunotel), under the span of
 // the statement's context; dormancy calls it, before the store is shared,
 // when tracing is on.
-func (s *Store) Trace() { s.db = s.db.WithQueryHook(bunotel.NewQueryHook(bunotel.WithDBName("dormancy"))) }
+func (s *Store) Trace() {
+	s.db = s.db.WithQueryHook(bunotel.NewQueryHook(bunotel.WithDBName("dormancy")))
+}
 
 // Close releases the connections.
 func (s *Store) Close() error { return s.db.Close() }

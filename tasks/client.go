@@ -16,10 +16,11 @@ import (
 // Postgres store (postgres.Store) implements it; the interface lives here so
 // this package never imports the database layer.
 type Store interface {
-	// CheckAccount returns an account, its company and, for a platform ID,
-	// the company's administrators (active, with the permission) whom
-	// policy.CanAct then narrows to those who can act.
-	CheckAccount(ctx context.Context, companyID, loginID string) (policy.Employee, policy.Company, []policy.Employee, error)
+	// CheckAccount returns an account, its company and, when a lock
+	// refuses a platform ID at now, the company's administrators (active,
+	// with the permission) whom policy.CanAct then narrows to those who
+	// can act.
+	CheckAccount(ctx context.Context, companyID, loginID string, now time.Time) (policy.Employee, policy.Company, []policy.Employee, error)
 	Redeem(ctx context.Context, r policy.Redemption) (accountID, noticeMailID int64, err error)
 
 	// Directory sync (see directory.go). Each returns one of the Outcome
@@ -93,11 +94,11 @@ func (c *Client) Check(ctx context.Context, companyID, loginID string, m policy.
 	if !m.Valid() {
 		return CheckResult{}, fmt.Errorf("tasks.Client.Check: %w", &FieldError{Field: "method", Reason: fmt.Sprintf("unknown method %q (want %s)", m, methodList)})
 	}
-	e, co, admins, err := c.store.CheckAccount(ctx, companyID, loginID)
+	now := c.now()
+	e, co, admins, err := c.store.CheckAccount(ctx, companyID, loginID, now)
 	if err != nil {
 		return CheckResult{}, fmt.Errorf("tasks.Client.Check: %w", err)
 	}
-	now := c.now()
 	d := policy.Decide(e.Account, co.Policy, m, now)
 	r := CheckResult{AccountID: e.ID, Decision: d, DecidedAt: now}
 	if d.Outcome.Locked() {
@@ -270,7 +271,7 @@ type Profile struct {
 
 // Profile reads an account's login date and lock state in one round trip.
 func (c *Client) Profile(ctx context.Context, companyID, loginID string) (Profile, error) {
-	e, co, _, err := c.store.CheckAccount(ctx, companyID, loginID)
+	e, co, _, err := c.store.CheckAccount(ctx, companyID, loginID, c.now())
 	if err != nil {
 		return Profile{}, fmt.Errorf("tasks.Client.Profile: %w", err)
 	}

@@ -29,6 +29,7 @@ type AdminConfig struct {
 	LinkSecret      []byte
 	SessionTTL      time.Duration
 	SessionIdle     time.Duration
+	APIKeyCacheTTL  time.Duration
 	Throttle        admin.Throttle
 	TrustedProxies  []netip.Prefix
 	InsecureCookies bool
@@ -66,6 +67,14 @@ func loadAdminConfig(get func(string) string, bad func(string, error)) AdminConf
 		bad("ADMIN_SESSION_IDLE", fmt.Errorf("want a duration from 1m up to ADMIN_SESSION_TTL, got %q", get("ADMIN_SESSION_IDLE")))
 	} else {
 		c.SessionIdle = d
+	}
+	if d, err := time.ParseDuration(get("ADMIN_API_KEY_CACHE_TTL")); err != nil || d < 0 || d > 5*time.Minute {
+		bad("ADMIN_API_KEY_CACHE_TTL", fmt.Errorf("want a duration from 0s (off) to 5m, got %q", get("ADMIN_API_KEY_CACHE_TTL")))
+	} else {
+		c.APIKeyCacheTTL = d
+		if d == 0 {
+			c.APIKeyCacheTTL = -1 // off
+		}
 	}
 	if n, err := strconv.Atoi(get("ADMIN_THROTTLE_ATTEMPTS")); err != nil || n < 1 || n > 10000 {
 		bad("ADMIN_THROTTLE_ATTEMPTS", fmt.Errorf("want a number from 1 to 10000, got %q", get("ADMIN_THROTTLE_ATTEMPTS")))
@@ -117,7 +126,7 @@ func runAdmin(ctx context.Context, cfg *Config, log *slog.Logger, watch watches)
 		Store: store, Redis: cfg.Redis, LinkSecret: secret,
 		OperatorUser: cfg.Admin.OperatorUser, OperatorPassword: cfg.Admin.OperatorPassword,
 		MonitoringReadOnly: cfg.Admin.MonitoringReadOnly, DevMailbox: dev,
-		SessionTTL: cfg.Admin.SessionTTL, SessionIdle: cfg.Admin.SessionIdle,
+		SessionTTL: cfg.Admin.SessionTTL, SessionIdle: cfg.Admin.SessionIdle, APIKeyCacheTTL: cfg.Admin.APIKeyCacheTTL,
 		Throttle: cfg.Admin.Throttle, TrustedProxies: cfg.Admin.TrustedProxies, InsecureCookies: cfg.Admin.InsecureCookies, Logger: log, RedisWatch: watch.redis, Trace: cfg.tracing(),
 	})
 	if err != nil {
