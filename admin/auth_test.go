@@ -88,6 +88,9 @@ func TestAuthorization(t *testing.T) {
 		"GET /api/v1/accounts/{id}/events": apiCase(200, false, func(b *testBundle, p, i company) (string, string, string) {
 			return "GET", "/api/v1/accounts/" + id(i.lockedPlatform) + "/events", ""
 		}),
+		"GET /api/v1/companies/{id}/report": apiCase(200, true, func(b *testBundle, p, i company) (string, string, string) {
+			return "GET", "/api/v1/companies/" + p.id + "/report", ""
+		}),
 	}
 	pages := map[string]routeCase{
 		"GET /admin/employees": pageCase(200, true, func(b *testBundle, i company) (string, string, url.Values) {

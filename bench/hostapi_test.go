@@ -90,11 +90,18 @@ func startServer(b *testing.B, cmd *exec.Cmd, base string) {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	b.Cleanup(func() { cmd.Process.Kill() })
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if resp, err := http.Get(base + "/healthz"); err == nil {
 			resp.Body.Close()
 			return
+		}
+		select {
+		case err := <-exited:
+			b.Fatalf("%s exited: %v", cmd.Path, err)
+		default:
 		}
 		if time.Now().After(deadline) {
 			b.Fatalf("%s did not answer in 30 s", cmd.Path)
@@ -162,22 +169,30 @@ func median(rs []openLoopResult) openLoopResult {
 // BENCH_API_ACCOUNTS employees (20,000) loaded by `dormancy import`. Each
 // rate runs BENCH_API_SECONDS (3) per run, BENCH_API_RUNS (3) runs, median
 // by p99. The highest rate with p99 under 50 ms and every answer 2xx is
-// found on a ladder of rates.
+// found on a ladder of rates. BENCH_DORMANCY_BIN names another dormancy
+// binary to measure instead of this tree's.
 func BenchmarkHostAPI(b *testing.B) {
 	accounts := envInt("BENCH_API_ACCOUNTS", 20_000)
 	runs := envInt("BENCH_API_RUNS", 3)
 	d := envDuration("BENCH_API_SECONDS", 3*time.Second)
 	dormancy, bare := build(b, "./cmd/dormancy"), build(b, "./bench/barehost")
+	// BENCH_DORMANCY_BIN measures another build (an earlier commit's) on
+	// the same footing: the before of a before-and-after.
+	if bin := os.Getenv("BENCH_DORMANCY_BIN"); bin != "" {
+		dormancy = bin
+	}
 	company, logins := importCompany(b, dormancy, accounts)
-	out, err := exec.Command(dormancy, "apikey", "create", "bench", "-platform").Output()
+	create := exec.Command(dormancy, "apikey", "create", "bench", "-platform")
+	create.Env, create.Stderr = serviceEnv(), os.Stderr
+	out, err := create.Output()
 	if err != nil {
-		b.Fatal(err)
+		b.Fatalf("dormancy apikey create: %v", err)
 	}
 	key := strings.TrimSpace(string(out))
 
 	adminAddr, bareAddr := freeAddr(b), freeAddr(b)
 	admin := exec.Command(dormancy, "admin")
-	admin.Env = serviceEnv("ADMIN_ADDR="+adminAddr, "ADMIN_THROTTLE_ATTEMPTS=1000000")
+	admin.Env = serviceEnv("ADMIN_ADDR="+adminAddr, "ADMIN_THROTTLE_ATTEMPTS=10000")
 	startServer(b, admin, "http://"+adminAddr)
 	floor := exec.Command(bare)
 	floor.Env = serviceEnv("ADDR=" + bareAddr)
@@ -196,6 +211,12 @@ func BenchmarkHostAPI(b *testing.B) {
 		return median(rs)
 	}
 	servers := []struct{ name, base string }{{"dormancy", "http://" + adminAddr}, {"bare", "http://" + bareAddr}}
+	// Warm both up (connections, pools, the planner's cache) outside the
+	// measurement.
+	for _, s := range servers {
+		openLoop(s.base, key, company, logins, 500, 2*time.Second)
+		_, _ = insp.DeleteAllPendingTasks(tasks.QueueCritical)
+	}
 	var cpu float64
 	for _, rate := range []int{200, 500, 1000} {
 		res := map[string]openLoopResult{}

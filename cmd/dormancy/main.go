@@ -40,6 +40,9 @@ commands:
          [-batch N] [-accept-rejects] FILE
                           load employees from a CSV or JSON Lines file; exit 3 when
                           rows were rejected (listed in FILE.rejects.csv)
+  report -company ID [-format json|csv] [-out FILE] [-since T] [-until T]
+                          the company's compliance report: a summary, then every
+                          account with its login date, state and dormancy date
   env                     list the environment variables and their defaults
   version                 the module version and VCS revision of this binary
 `
@@ -122,6 +125,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runAdmin(ctx, cfg, log, watch)
 	case "apikey":
 		return runAPIKey(ctx, cfg, args[1:], stdout, stderr)
+	case "report":
+		return runReport(ctx, cfg, args[1:], stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q: %w", strings.Join(args, " "), errUsage)
 }
