@@ -158,7 +158,8 @@ func TestMonitoringAndMetrics(t *testing.T) {
 		t.Fatalf("metrics: %d", code)
 	}
 	for _, want := range []string{`asynq_queue_size{queue="critical"}`, "dormancy_locks_total ", "dormancy_unlocks_total ",
-		"dormancy_relocks_total ", "dormancy_emails_sent_total ", "dormancy_emails_failed_total ", `dormancy_events_total{kind="locked"}`} {
+		"dormancy_relocks_total ", "dormancy_emails_sent_total ", "dormancy_emails_failed_total ", `dormancy_events_total{kind="locked"}`,
+		`dormancy_table_oldest_row_age_seconds{table="audit_events"}`, `dormancy_table_oldest_row_age_seconds{table="login_attempts"}`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)
 		}

@@ -92,11 +92,41 @@ func (c *eventCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// oldestRowCollector shows how far back the tables retention trims reach,
+// so an operator sees retention working (or a job that stopped).
+type oldestRowCollector struct {
+	store *postgres.Store
+	now   func() time.Time
+	log   *slog.Logger
+	desc  *prometheus.Desc
+}
+
+func (c *oldestRowCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *oldestRowCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	oldest, err := c.store.OldestRows(ctx)
+	if err != nil {
+		c.log.Warn("metrics: oldest rows", slog.String("error", err.Error()))
+		return
+	}
+	for table, at := range oldest {
+		age := 0.0
+		if !at.IsZero() {
+			age = c.now().Sub(at).Seconds()
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, age, table)
+	}
+}
+
 func newMetrics(s *Server) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		metrics.NewQueueMetricsCollector(s.inspector),
 		newEventCollector(s),
+		&oldestRowCollector{store: s.store, now: s.now, log: s.log, desc: prometheus.NewDesc("dormancy_table_oldest_row_age_seconds",
+			"Age of the oldest row of each table the retention job trims (0 when empty).", []string{"table"}, nil)},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

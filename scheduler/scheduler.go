@@ -62,6 +62,8 @@ func DefaultJobs() []Job {
 		// Hourly, so that each company's warnings go out in the first hour
 		// after policy.PrelockSendFrom in its own time zone.
 		{Type: tasks.TypeMaintenancePrelockWarning, Spec: "0 * * * *", MaxRetry: 3},
+		// Daily, after the sweep, away from the hour's other jobs.
+		{Type: tasks.TypeMaintenanceRetention, Spec: "30 4 * * *", MaxRetry: 3},
 	}
 }
 

@@ -18,6 +18,7 @@ var MaintenanceTypes = []string{
 	TypeMaintenancePurgeTokens,
 	TypeMaintenancePrelockWarning,
 	TypeMaintenanceRequeueMail,
+	TypeMaintenanceRetention,
 }
 
 // Defaults of the maintenance jobs; the scheduler's configuration may

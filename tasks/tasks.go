@@ -37,6 +37,7 @@ const (
 	TypeMaintenancePurgeTokens    = "maintenance:purge-tokens"
 	TypeMaintenancePrelockWarning = "maintenance:prelock-warning"
 	TypeMaintenanceRequeueMail    = "maintenance:requeue-mail"
+	TypeMaintenanceRetention      = "maintenance:retention"
 
 	// Directory sync, enqueued by the host when it changes a company or
 	// an employee.

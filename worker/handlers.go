@@ -38,6 +38,7 @@ type Handlers struct {
 	helpURL    string
 	metrics    *Metrics
 	logins     *loginBatcher
+	retention  postgres.Retention
 	// emailMaxRetry overrides the email tasks' retry count when > 0.
 	emailMaxRetry int
 }
@@ -62,6 +63,7 @@ func (h *Handlers) Register(mux *asynq.ServeMux) {
 	mux.HandleFunc(tasks.TypeMaintenancePurgeTokens, h.PurgeTokens)
 	mux.HandleFunc(tasks.TypeMaintenancePrelockWarning, h.PrelockWarnings)
 	mux.HandleFunc(tasks.TypeMaintenanceRequeueMail, h.RequeueMail)
+	mux.HandleFunc(tasks.TypeMaintenanceRetention, h.Retention)
 }
 
 // Close releases the handlers' own Redis connections.

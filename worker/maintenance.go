@@ -129,6 +129,29 @@ func (h *Handlers) PurgeTokens(ctx context.Context, t *asynq.Task) error {
 	})
 }
 
+// Retention applies the retention settings (Config.Retention): old login
+// attempts, audit events and mail rows deleted, old mails' personal
+// fields cleared, a batch at a time, each kind logged with its count.
+func (h *Handlers) Retention(ctx context.Context, t *asynq.Task) error {
+	return h.maintenance(ctx, t, func(ctx context.Context, p tasks.Maintenance) (int, error) {
+		now := h.now()
+		total := 0
+		for _, step := range h.store.RetentionSteps(h.retention) {
+			n, err := h.batches(ctx, step.Name, p.Batch(), func() (int, error) {
+				return step.Batch(ctx, now, p.Batch())
+			})
+			total += n
+			if err != nil {
+				return total, err
+			}
+			if n > 0 {
+				h.logger(ctx).Info("retention applied", slog.String("step", step.Name), slog.Int("rows", n))
+			}
+		}
+		return total, nil
+	})
+}
+
 // PrelockWarnings mails the owners whose account is a configured number of
 // days from its lock (policy.PrelockWarningDue decides), once per stage and
 // dormancy cycle. The mails are written to the outbox with their warning

@@ -68,6 +68,9 @@ type Config struct {
 	// is marked failed; 0 keeps the task constructor's count.
 	EmailMaxRetry int
 	Logger        *slog.Logger
+	// Retention is what maintenance:retention keeps; the zero value keeps
+	// everything (cmd/dormancy fills postgres.DefaultRetention).
+	Retention postgres.Retention
 	// Trace records spans of the handlers' Redis commands (redisotel);
 	// the caller turns the store's on (postgres.Store.Trace) and sets the
 	// global tracer provider. The task spans themselves follow the global
@@ -189,6 +192,7 @@ func NewHandlers(cfg Config) *Handlers {
 		// Two lanes keep one statement in flight while the next batch fills.
 		logins:        newLoginBatcher(cfg.Store, 2, 64),
 		emailMaxRetry: cfg.EmailMaxRetry,
+		retention:     cfg.Retention,
 	}
 }
 

@@ -53,6 +53,7 @@ type Config struct {
 	// Retry is the workers' backoff (RETRY_BASE, RETRY_MAX, RETRY_BACKOFF).
 	Retry         worker.RetryPolicy
 	EmailMaxRetry int
+	Retention     postgres.Retention
 
 	// Jobs are the scheduler's maintenance jobs (SCHEDULE_*, MAINTENANCE_*).
 	Jobs []scheduler.Job
@@ -95,6 +96,10 @@ var envVars = []envVar{
 	{"SCHEDULE_PURGE_TOKENS", defaultSpec(tasks.TypeMaintenancePurgeTokens), "cron spec (UTC) of deleting dead verification links"},
 	{"SCHEDULE_SWEEP", defaultSpec(tasks.TypeMaintenanceSweep), "cron spec (UTC) of locking dormant accounts that did not try to log in"},
 	{"SCHEDULE_PRELOCK_WARNING", defaultSpec(tasks.TypeMaintenancePrelockWarning), "cron spec (UTC) of pre-lock warnings (sent from 09:00 company time)"},
+	{"SCHEDULE_RETENTION", defaultSpec(tasks.TypeMaintenanceRetention), "cron spec (UTC) of applying the RETENTION_* settings"},
+	{"RETENTION_LOGIN_ATTEMPTS", "400d", "login attempts (with IP address and User-Agent) are deleted this long after they were made; 0 keeps them"},
+	{"RETENTION_MAIL_PERSONAL", "90d", "a sent mail's address, subject and bodies are cleared this long after it was written (the row stays as evidence); 0 keeps them"},
+	{"RETENTION_AUDIT_EVENTS", "400d", "audit events, and mail rows with them, are deleted this long after they happened (PCI DSS 10.5.1 asks for a year); 0 keeps them"},
 	{"MAINTENANCE_MAX_RETRY", "3", "retries of a failed maintenance run before it is archived"},
 	{"MAINTENANCE_BATCH_SIZE", "10000", "rows one maintenance statement changes"},
 	{"TOKEN_RETENTION", "168h", "how long a dead verification link is kept before it is deleted"},
@@ -257,6 +262,23 @@ func loadConfig(getenv func(string) string, reads func(section string) bool) (*C
 	} else {
 		c.EmailMaxRetry = n
 	}
+	for _, v := range []struct {
+		name string
+		to   *time.Duration
+		min  time.Duration
+	}{
+		{"RETENTION_LOGIN_ATTEMPTS", &c.Retention.LoginAttempts, 24 * time.Hour},
+		{"RETENTION_MAIL_PERSONAL", &c.Retention.MailPersonal, 24 * time.Hour},
+		// Not under a year unless turned off: the assessor's minimum.
+		{"RETENTION_AUDIT_EVENTS", &c.Retention.AuditEvents, 365 * 24 * time.Hour},
+	} {
+		d, err := parseDays(get(v.name))
+		if err != nil || d != 0 && d < v.min {
+			bad(v.name, fmt.Errorf("want 0 (keep forever) or a number of days of at least %d, such as 400d, got %q", int(v.min.Hours()/24), get(v.name)))
+			continue
+		}
+		*v.to = d
+	}
 	ignore := func(string, error) {}
 	only := func(section string) func(string, error) {
 		if reads(section) {
@@ -299,4 +321,20 @@ func openStore(ctx context.Context, cfg *Config) (*postgres.Store, error) {
 		store.Trace()
 	}
 	return store, nil
+}
+
+// parseDays reads a span given in days ("400d") or as a Go duration
+// ("9600h"); "0" is zero.
+func parseDays(s string) (time.Duration, error) {
+	if s == "0" {
+		return 0, nil
+	}
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 0 {
+			return 0, fmt.Errorf("not a number of days: %q", s)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
 }

@@ -155,7 +155,7 @@ func runWorker(ctx context.Context, cfg *Config, log *slog.Logger, watch watches
 		Redis: cfg.Redis, Store: store, Sender: sender, Links: worker.Links{Base: cfg.PublicBaseURL},
 		Concurrency: cfg.WorkerConcurrency, TaskCheckInterval: cfg.WorkerTaskCheckInterval,
 		ShutdownTimeout: cfg.WorkerShutdownTimeout,
-		Retry:           cfg.Retry, EmailMaxRetry: cfg.EmailMaxRetry,
+		Retry:           cfg.Retry, EmailMaxRetry: cfg.EmailMaxRetry, Retention: cfg.Retention,
 		Logger: log, RedisWatch: watch.redis, Trace: cfg.tracing(),
 	})
 	if err != nil {

@@ -21,6 +21,7 @@ var scheduleVars = []struct{ name, typ string }{
 	{"SCHEDULE_PURGE_TOKENS", tasks.TypeMaintenancePurgeTokens},
 	{"SCHEDULE_SWEEP", tasks.TypeMaintenanceSweep},
 	{"SCHEDULE_PRELOCK_WARNING", tasks.TypeMaintenancePrelockWarning},
+	{"SCHEDULE_RETENTION", tasks.TypeMaintenanceRetention},
 }
 
 // defaultSpec is job typ's spec in scheduler.DefaultJobs, so the
