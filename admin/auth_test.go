@@ -91,6 +91,14 @@ func TestAuthorization(t *testing.T) {
 		"GET /api/v1/companies/{id}/report": apiCase(200, true, func(b *testBundle, p, i company) (string, string, string) {
 			return "GET", "/api/v1/companies/" + p.id + "/report", ""
 		}),
+		"POST /api/v1/companies/{id}/sweep-confirmations": apiCase(200, true, func(b *testBundle, p, i company) (string, string, string) {
+			// A held sweep to confirm.
+			if _, err := b.db.Exec(`INSERT INTO sweep_holds (company_id, would_lock, employed, held_at) VALUES ($1, 60, 62, now())
+				ON CONFLICT (company_id) DO UPDATE SET confirmed_at = NULL, confirmed_by = ''`, p.id); err != nil {
+				panic(err)
+			}
+			return "POST", "/api/v1/companies/" + p.id + "/sweep-confirmations", ""
+		}),
 	}
 	pages := map[string]routeCase{
 		"GET /admin/employees": pageCase(200, true, func(b *testBundle, i company) (string, string, url.Values) {

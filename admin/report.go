@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -84,4 +85,19 @@ func (s *startedWriter) Write(p []byte) (int, error) {
 		s.start()
 	}
 	return s.w.Write(p)
+}
+
+// apiConfirmSweep lets a sweep the guard held proceed at its next run; the
+// acting administrator is recorded. A company without a hold is 404.
+func (s *Server) apiConfirmSweep(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	companyID := r.PathValue("id")
+	actor, err := authorize(r.Context(), companyID)
+	if err != nil {
+		return 0, nil, err
+	}
+	h, err := s.store.ConfirmSweep(r.Context(), companyID, fmt.Sprintf("account %d", actor.AccountID), s.now())
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, h, nil
 }

@@ -279,6 +279,7 @@ func (s *Server) routeTable() []route {
 		api("GET /api/v1/companies/{id}/events", authAPIActor, s.apiCompanyEvents),
 		api("GET /api/v1/accounts/{id}/events", authAPIActor, s.apiAccountEvents),
 		{"GET /api/v1/companies/{id}/report", authAPIActor, http.HandlerFunc(s.apiReport)},
+		api("POST /api/v1/companies/{id}/sweep-confirmations", authAPIActor, s.apiConfirmSweep),
 		{"/api/v1/", authNone, http.HandlerFunc(s.apiFallback)},
 
 		{"GET /admin/login", authLink, http.HandlerFunc(s.pageLogin)},

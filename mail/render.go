@@ -74,12 +74,22 @@ type PrelockWarning struct {
 	LoginURL string
 }
 
+// SweepHeld tells a company's administrator that the sweep held back a
+// mass lock and locks nobody until someone confirms: a mistyped inactivity
+// period or a bad directory sync must not lock everyone overnight.
+type SweepHeld struct {
+	Name           string
+	WouldLock      int
+	Employed       int
+	InactivityDays int
+}
+
 //go:embed templates
 var templateFS embed.FS
 
 // kinds name the templates, one per data type; each has a .subject, a .txt
 // and an .html file under templates/<locale>/.
-var kinds = []string{"verification", "dormant-login-alert", "unlocked", "admin-unlocked", "prelock-warning"}
+var kinds = []string{"verification", "dormant-login-alert", "unlocked", "admin-unlocked", "prelock-warning", "sweep-held"}
 
 var locales = []policy.Locale{policy.LocaleJA, policy.LocaleEN}
 
@@ -173,6 +183,16 @@ func kindOf(data any) (string, any, error) {
 		if d != nil {
 			return kindOf(*d)
 		}
+	case *SweepHeld:
+		if d != nil {
+			return kindOf(*d)
+		}
+	case SweepHeld:
+		var errs []string
+		if d.WouldLock <= 0 || d.Employed < d.WouldLock {
+			errs = append(errs, fmt.Sprintf("WouldLock %d of Employed %d", d.WouldLock, d.Employed))
+		}
+		return "sweep-held", d, problems(errs)
 	case Verification:
 		var errs []string
 		if d.URL == "" {

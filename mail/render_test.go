@@ -48,6 +48,7 @@ func goldenData() map[string]any {
 			DaysLeft: 14,
 			LoginURL: "https://app.example.com/login",
 		},
+		"sweep-held": SweepHeld{Name: "佐藤 花子", WouldLock: 1180, Employed: 1250, InactivityDays: 1},
 	}
 }
 

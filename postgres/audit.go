@@ -48,6 +48,9 @@ const (
 	// EventAccountsImported: the accounts one import batch created in one
 	// company, by id; an import's updates are audited one by one.
 	EventAccountsImported EventKind = "accounts_imported"
+	// The sweep held back a mass lock, and a confirmation let it proceed.
+	EventSweepHeld      EventKind = "sweep_held"
+	EventSweepConfirmed EventKind = "sweep_confirmed"
 )
 
 // Event is one audit event.

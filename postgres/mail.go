@@ -20,6 +20,9 @@ const (
 	MailUnlocked          MailKind = "unlocked"
 	MailAdminUnlocked     MailKind = "admin_unlocked"
 	MailPrelockWarning    MailKind = "prelock_warning"
+	// MailSweepHeld tells a company's administrators that the sweep held
+	// back a mass lock and waits for a confirmation.
+	MailSweepHeld MailKind = "sweep_held"
 )
 
 // MailStatus is where a mail stands.
@@ -140,6 +143,8 @@ type Mail struct {
 
 	Location        *time.Location
 	VerificationTTL time.Duration
+	// InactivityPeriod is the company's, as the mail is sent.
+	InactivityPeriod time.Duration
 	// PlatformName is the company's name for the host platform, or "".
 	PlatformName string
 	// The account the mail is about.
@@ -174,6 +179,7 @@ func (t *Tx) LockMail(ctx context.Context, id int64) (Mail, error) {
 		CreatedAt          time.Time
 		TimeZone           string
 		VerificationTTL    int
+		InactivityDays     int
 		PlatformName       string
 		Name               string
 		LoginID            string
@@ -187,7 +193,7 @@ func (t *Tx) LockMail(ctx context.Context, id int64) (Mail, error) {
 	}
 	err := t.tx.NewRaw(`SELECT m.id, m.kind, m.status, m.company_id, m.account_id, m.recipient_account_id,
 			m.to_address, m.locale, m.idempotency_key, m.token_id, m.created_at,
-			c.time_zone, c.verification_ttl_seconds AS verification_ttl, c.platform_name, a.name, a.login_id, a.department, a.status AS account_status,
+			c.time_zone, c.verification_ttl_seconds AS verification_ttl, c.inactivity_days, c.platform_name, a.name, a.login_id, a.department, a.status AS account_status,
 			ra.status AS recipient_status, a.unlocked_until,
 			la.attempted_at, host(la.ip) AS ip, la.device_kind
 		FROM mails m
@@ -211,7 +217,8 @@ func (t *Tx) LockMail(ctx context.Context, id int64) (Mail, error) {
 		ID: r.ID, Kind: MailKind(r.Kind), Status: MailStatus(r.Status), CompanyID: r.CompanyID,
 		AccountID: r.AccountID, RecipientAccountID: r.RecipientAccountID.Int64, To: r.ToAddress,
 		Locale: policy.Locale(r.Locale), IdempotencyKey: r.IdempotencyKey, TokenID: r.TokenID.Int64,
-		CreatedAt: r.CreatedAt, Location: loc, VerificationTTL: time.Duration(r.VerificationTTL) * time.Second, PlatformName: r.PlatformName, Name: r.Name, LoginID: r.LoginID, Department: r.Department,
+		CreatedAt: r.CreatedAt, Location: loc, VerificationTTL: time.Duration(r.VerificationTTL) * time.Second,
+		InactivityPeriod: time.Duration(r.InactivityDays) * 24 * time.Hour, PlatformName: r.PlatformName, Name: r.Name, LoginID: r.LoginID, Department: r.Department,
 		Retired: r.AccountStatus == "retired", RecipientRetired: r.RecipientStatus.String == "retired",
 		UnlockedUntil: r.UnlockedUntil.Time, AttemptedAt: r.AttemptedAt.Time,
 		Device: policy.DeviceKind(r.DeviceKind.String),

@@ -80,7 +80,8 @@ func (s *Store) SweepBatch(ctx context.Context, now time.Time, after Cursor, lim
 			WHERE a.lock_state = 'active' AND a.status = 'active' AND NOT a.exempt
 			  AND `+sqlLastActivity+` <= ?0::timestamptz - (SELECT min(inactivity_days) FROM companies) * interval '24 hours'
 			  AND (`+sqlLastActivity+`, a.id) > (?1::timestamptz, ?2::bigint)
-			  AND `+sqlDormant("?0::timestamptz")+`
+			  AND `+sqlSweepable("?0::timestamptz")+`
+			  AND NOT EXISTS (SELECT 1 FROM sweep_holds h WHERE h.company_id = a.company_id AND h.confirmed_at IS NULL)
 			ORDER BY `+sqlLastActivity+`, a.id
 			LIMIT ?3
 			FOR UPDATE OF a SKIP LOCKED

@@ -44,6 +44,13 @@ func sqlStartOfDate(date, zone string) string {
 	return `least(` + date + `::timestamp AT TIME ZONE ` + zone + `, ((` + date + `::timestamp - interval '1 hour') AT TIME ZONE ` + zone + `) + interval '1 hour')`
 }
 
+// sqlSweepable is policy.Decide locking an active row at its next login
+// (TransitionLock): employed, not exempt, not locked, and dormant. The
+// sweep locks these rows, and the guard and the dry run count and list them.
+func sqlSweepable(now string) string {
+	return `(a.lock_state = 'active' AND a.status = 'active' AND NOT a.exempt AND ` + sqlDormant(now) + `)`
+}
+
 // accountsWithCompany is the FROM clause the fragments that read company
 // settings need.
 const accountsWithCompany = `accounts a JOIN companies c ON c.id = a.company_id`

@@ -140,12 +140,19 @@ type Header struct {
 	Since          time.Time              `json:"since"`
 	Until          time.Time              `json:"until"`
 	Summary        postgres.ReportSummary `json:"summary"`
+	// SweepHold is set while the guard holds the company's sweep: the
+	// accounts pending the sweep wait for a confirmation.
+	SweepHold *postgres.SweepHold `json:"sweep_hold,omitempty"`
 }
 
 // Write writes the report of companyID to w. An unknown company is
 // postgres.ErrNotFound, before anything is written.
 func Write(ctx context.Context, store *postgres.Store, companyID string, w io.Writer, o Options) error {
 	co, sum, err := store.Report(ctx, companyID, o.Now, o.Since, o.Until)
+	if err != nil {
+		return err
+	}
+	hold, held, err := store.SweepHoldOf(ctx, companyID)
 	if err != nil {
 		return err
 	}
@@ -183,7 +190,7 @@ func Write(ctx context.Context, store *postgres.Store, companyID string, w io.Wr
 			CompanyID: co.ID, CompanyName: co.Name, TimeZone: co.Policy.Location.String(),
 			InactivityDays: int(co.Policy.InactivityPeriod / (24 * time.Hour)),
 			GeneratedAt:    o.Now, Since: o.Since, Until: o.Until, Summary: sum,
-		})
+		}.withHold(hold, held))
 		if err != nil {
 			return err
 		}
@@ -212,4 +219,11 @@ func Write(ctx context.Context, store *postgres.Store, companyID string, w io.Wr
 		return err
 	}
 	return fmt.Errorf("report: unknown format %q (want json or csv)", o.Format)
+}
+
+func (h Header) withHold(hold postgres.SweepHold, held bool) Header {
+	if held {
+		h.SweepHold = &hold
+	}
+	return h
 }

@@ -228,6 +228,12 @@ func (h *Handlers) render(m postgres.Mail, token string) (mail.Message, error) {
 			Name: m.Name, LockOn: lockAt.In(m.Location), LoginURL: h.links.Login(),
 			DaysLeft: max(0, policy.DaysLeft(m.CreatedAt, lockAt, m.Location)),
 		}
+	case postgres.MailSweepHeld:
+		wouldLock, employed, err := postgres.ParseSweepHeldKey(m.IdempotencyKey)
+		if err != nil {
+			return mail.Message{}, fmt.Errorf("worker: mail %d: %w", m.ID, err)
+		}
+		data = mail.SweepHeld{Name: m.Name, WouldLock: wouldLock, Employed: employed, InactivityDays: int(m.InactivityPeriod / (24 * time.Hour))}
 	default:
 		return mail.Message{}, fmt.Errorf("worker: mail %d: no template for kind %q", m.ID, m.Kind)
 	}

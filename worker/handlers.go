@@ -39,6 +39,7 @@ type Handlers struct {
 	metrics    *Metrics
 	logins     *loginBatcher
 	retention  postgres.Retention
+	sweepGuard policy.SweepGuard
 	// emailMaxRetry overrides the email tasks' retry count when > 0.
 	emailMaxRetry int
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/hibiken/asynq"
 
@@ -100,16 +101,74 @@ func (h *Handlers) Relock(ctx context.Context, t *asynq.Task) error {
 // SweepDormant locks the accounts that turned dormant without trying to
 // log in, so the administrators' list shows them as locked. It sends no
 // mail: the owner meets the lock at the next login, on the usual path.
+//
+// First the guard (Config.SweepGuard): a company where the sweep would
+// lock too large a share of its employees is held and locks nothing, its
+// administrators are mailed and the operator told once per hold, until
+// someone confirms (postgres.ConfirmSweep).
 func (h *Handlers) SweepDormant(ctx context.Context, t *asynq.Task) error {
 	return h.maintenance(ctx, t, func(ctx context.Context, p tasks.Maintenance) (int, error) {
 		now := h.now()
+		held, err := h.guardSweep(ctx, now)
+		if err != nil {
+			return 0, err
+		}
 		var cur postgres.Cursor
-		return h.batches(ctx, "sweep batch", p.Batch(), func() (int, error) {
+		n, err := h.batches(ctx, "sweep batch", p.Batch(), func() (int, error) {
 			n, next, err := h.store.SweepBatch(ctx, now, cur, p.Batch())
 			cur = next
 			return n, err
 		})
+		if err != nil {
+			return n, err
+		}
+		return n, h.store.EndSweepHolds(ctx, held)
 	})
+}
+
+// guardSweep holds the companies the guard stops and returns those still
+// held; a confirmed hold lets its company's sweep run.
+func (h *Handlers) guardSweep(ctx context.Context, now time.Time) ([]string, error) {
+	counts, err := h.store.SweepCounts(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	held := []string{}
+	for _, c := range counts {
+		if !h.sweepGuard.Holds(c.WouldLock, c.Employed) {
+			continue
+		}
+		fresh, confirmed, err := h.store.HoldSweep(ctx, c, now)
+		if err != nil {
+			return nil, err
+		}
+		held = append(held, c.CompanyID)
+		if confirmed {
+			h.logger(ctx).Info("sweep proceeds: confirmed", slog.String("company_id", c.CompanyID), slog.Int("would_lock", c.WouldLock))
+			continue
+		}
+		if !fresh {
+			continue
+		}
+		h.logger(ctx).Error("sweep held: it would lock too many accounts; confirm with dormancy sweep confirm or the API",
+			slog.String("company_id", c.CompanyID), slog.Int("would_lock", c.WouldLock), slog.Int("employed", c.Employed))
+		hold, _, err := h.store.SweepHoldOf(ctx, c.CompanyID)
+		if err != nil {
+			return nil, err
+		}
+		ids, err := h.store.RecordSweepHeld(ctx, hold, now)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]outgoing, len(ids))
+		for i, id := range ids {
+			out[i] = outgoing{tasks.TypeEmailNotice, tasks.Email{MailID: id}}
+		}
+		if err := h.enqueue(ctx, out); err != nil {
+			return nil, err
+		}
+	}
+	return held, nil
 }
 
 // PurgeTokens deletes verification links dead for longer than the

@@ -71,6 +71,9 @@ type Config struct {
 	// Retention is what maintenance:retention keeps; the zero value keeps
 	// everything (cmd/dormancy fills postgres.DefaultRetention).
 	Retention postgres.Retention
+	// SweepGuard holds a sweep that would lock a company wholesale; the
+	// zero value holds nothing (cmd/dormancy fills policy.DefaultSweepGuard).
+	SweepGuard policy.SweepGuard
 	// Trace records spans of the handlers' Redis commands (redisotel);
 	// the caller turns the store's on (postgres.Store.Trace) and sets the
 	// global tracer provider. The task spans themselves follow the global
@@ -193,6 +196,7 @@ func NewHandlers(cfg Config) *Handlers {
 		logins:        newLoginBatcher(cfg.Store, 2, 64),
 		emailMaxRetry: cfg.EmailMaxRetry,
 		retention:     cfg.Retention,
+		sweepGuard:    cfg.SweepGuard,
 	}
 }
 

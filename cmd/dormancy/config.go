@@ -54,6 +54,7 @@ type Config struct {
 	Retry         worker.RetryPolicy
 	EmailMaxRetry int
 	Retention     postgres.Retention
+	SweepGuard    policy.SweepGuard
 
 	// Jobs are the scheduler's maintenance jobs (SCHEDULE_*, MAINTENANCE_*).
 	Jobs []scheduler.Job
@@ -100,6 +101,8 @@ var envVars = []envVar{
 	{"RETENTION_LOGIN_ATTEMPTS", "400d", "login attempts (with IP address and User-Agent) are deleted this long after they were made; 0 keeps them"},
 	{"RETENTION_MAIL_PERSONAL", "90d", "a sent mail's address, subject and bodies are cleared this long after it was written (the row stays as evidence); 0 keeps them"},
 	{"RETENTION_AUDIT_EVENTS", "400d", "audit events, and mail rows with them, are deleted this long after they happened (PCI DSS 10.5.1 asks for a year); 0 keeps them"},
+	{"SWEEP_GUARD_SHARE", "0.25", "a sweep that would lock more than this share of a company's employees (and more than SWEEP_GUARD_MIN) locks nobody there until confirmed; 0 turns the guard off"},
+	{"SWEEP_GUARD_MIN", "50", "the guard holds a company's sweep only when it would lock more than this many accounts"},
 	{"MAINTENANCE_MAX_RETRY", "3", "retries of a failed maintenance run before it is archived"},
 	{"MAINTENANCE_BATCH_SIZE", "10000", "rows one maintenance statement changes"},
 	{"TOKEN_RETENTION", "168h", "how long a dead verification link is kept before it is deleted"},
@@ -278,6 +281,16 @@ func loadConfig(getenv func(string) string, reads func(section string) bool) (*C
 			continue
 		}
 		*v.to = d
+	}
+	if f, err := strconv.ParseFloat(get("SWEEP_GUARD_SHARE"), 64); err != nil || f < 0 || f > 1 {
+		bad("SWEEP_GUARD_SHARE", fmt.Errorf("want a share from 0 (off) to 1, such as 0.25, got %q", get("SWEEP_GUARD_SHARE")))
+	} else {
+		c.SweepGuard.Share = f
+	}
+	if n, err := strconv.Atoi(get("SWEEP_GUARD_MIN")); err != nil || n < 0 {
+		bad("SWEEP_GUARD_MIN", fmt.Errorf("want a number of accounts from 0 up, got %q", get("SWEEP_GUARD_MIN")))
+	} else {
+		c.SweepGuard.Floor = n
 	}
 	ignore := func(string, error) {}
 	only := func(section string) func(string, error) {

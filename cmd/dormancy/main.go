@@ -43,6 +43,10 @@ commands:
   report -company ID [-format json|csv] [-out FILE] [-since T] [-until T]
                           the company's compliance report: a summary, then every
                           account with its login date, state and dormancy date
+  sweep -dry-run [-company ID]
+                          list the accounts the sweep would lock now; lock nothing
+  sweep confirm -company ID [-by NAME]
+                          let a sweep the guard held proceed at its next run
   env                     list the environment variables and their defaults
   version                 the module version and VCS revision of this binary
 `
@@ -127,6 +131,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runAPIKey(ctx, cfg, args[1:], stdout, stderr)
 	case "report":
 		return runReport(ctx, cfg, args[1:], stdout, stderr)
+	case "sweep":
+		return runSweep(ctx, cfg, args[1:], stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q: %w", strings.Join(args, " "), errUsage)
 }
@@ -155,7 +161,7 @@ func runWorker(ctx context.Context, cfg *Config, log *slog.Logger, watch watches
 		Redis: cfg.Redis, Store: store, Sender: sender, Links: worker.Links{Base: cfg.PublicBaseURL},
 		Concurrency: cfg.WorkerConcurrency, TaskCheckInterval: cfg.WorkerTaskCheckInterval,
 		ShutdownTimeout: cfg.WorkerShutdownTimeout,
-		Retry:           cfg.Retry, EmailMaxRetry: cfg.EmailMaxRetry, Retention: cfg.Retention,
+		Retry:           cfg.Retry, EmailMaxRetry: cfg.EmailMaxRetry, Retention: cfg.Retention, SweepGuard: cfg.SweepGuard,
 		Logger: log, RedisWatch: watch.redis, Trace: cfg.tracing(),
 	})
 	if err != nil {
