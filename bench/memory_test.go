@@ -79,11 +79,7 @@ func BenchmarkWorkerMemory(b *testing.B) {
 	w := startWorker(b, bin, fake.URL(), 1000)
 	q := asynq.NewClient(testenv.RedisOpt())
 	defer q.Close()
-	for _, p := range f.loginMix(burst) {
-		t, err := tasks.NewLoginAttemptTask(p)
-		if err != nil {
-			b.Fatal(err)
-		}
+	for _, t := range attemptTasks(b, f, burst) {
 		if _, err := q.EnqueueContext(ctx, t); err != nil {
 			b.Fatal(err)
 		}

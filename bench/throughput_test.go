@@ -211,30 +211,14 @@ func BenchmarkLoginAttemptThroughput(b *testing.B) {
 		mux.HandleFunc("bench:noop", func(context.Context, *asynq.Task) error { return nil })
 	})
 
-	var attempts []*asynq.Task
-	for _, p := range f.loginMix(n) {
-		t, err := tasks.NewLoginAttemptTask(p)
-		if err != nil {
-			b.Fatal(err)
-		}
-		attempts = append(attempts, t)
-	}
-	mixRate := drainRate(b, concurrency, tasks.TypeLoginAttempt, attempts, h.Register)
+	mixRate := drainRate(b, concurrency, tasks.TypeLoginAttempt, attemptTasks(b, f, n), h.Register)
 
 	// What a team would write first: each attempt in its own transaction
 	// (lock the row, insert the attempt, move the login date), on a pool of
 	// the same size as dormancy's, its idle connections kept, over the
 	// same mix of fresh attempts.
 	oneTx := oneTransactionHandler(b)
-	var again []*asynq.Task
-	for _, p := range f.loginMix(n) {
-		t, err := tasks.NewLoginAttemptTask(p)
-		if err != nil {
-			b.Fatal(err)
-		}
-		again = append(again, t)
-	}
-	oneTxRate := drainRate(b, concurrency, tasks.TypeLoginAttempt, again, func(mux *asynq.ServeMux) {
+	oneTxRate := drainRate(b, concurrency, tasks.TypeLoginAttempt, attemptTasks(b, f, n), func(mux *asynq.ServeMux) {
 		mux.HandleFunc(tasks.TypeLoginAttempt, oneTx)
 	})
 	b.ReportMetric(oneTxRate, "one-tx/s")
@@ -397,4 +381,17 @@ func oneTransactionHandler(b *testing.B) asynq.HandlerFunc {
 		}
 		return tx.Commit()
 	}
+}
+
+// attemptTasks builds n fresh login:attempt tasks of the fixture's mix.
+func attemptTasks(b *testing.B, f fixture, n int) []*asynq.Task {
+	var out []*asynq.Task
+	for _, p := range f.loginMix(n) {
+		t, err := tasks.NewLoginAttemptTask(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, t)
+	}
+	return out
 }

@@ -120,20 +120,12 @@ func cursorTime(c Cursor) time.Time {
 // how many it deleted. A mail that pointed at one keeps its row with the
 // token id cleared.
 func (s *Store) PurgeTokensBatch(ctx context.Context, deadBefore time.Time, limit int) (int, error) {
-	res, err := s.db.NewRaw(`DELETE FROM verification_tokens WHERE id IN (
+	return s.execCount(ctx, "postgres.PurgeTokensBatch", `DELETE FROM verification_tokens WHERE id IN (
 			SELECT id FROM verification_tokens
 			WHERE least(expires_at, consumed_at, revoked_at) < ?
 			ORDER BY least(expires_at, consumed_at, revoked_at)
 			LIMIT ?
-			FOR UPDATE SKIP LOCKED)`, deadBefore, limit).Exec(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("postgres.PurgeTokensBatch: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("postgres.PurgeTokensBatch: %w", err)
-	}
-	return int(n), nil
+			FOR UPDATE SKIP LOCKED)`, deadBefore, limit)
 }
 
 // PrelockCandidates lists up to limit accounts after the cursor that may

@@ -42,13 +42,5 @@ func (s *Store) FinishMaintenanceRun(ctx context.Context, typ string, period tim
 
 // PurgeMaintenanceRuns deletes the claims of periods before before.
 func (s *Store) PurgeMaintenanceRuns(ctx context.Context, before time.Time) (int, error) {
-	res, err := s.db.NewRaw(`DELETE FROM maintenance_runs WHERE period < ?`, before).Exec(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("postgres.PurgeMaintenanceRuns: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("postgres.PurgeMaintenanceRuns: %w", err)
-	}
-	return int(n), nil
+	return s.execCount(ctx, "postgres.PurgeMaintenanceRuns", `DELETE FROM maintenance_runs WHERE period < ?`, before)
 }

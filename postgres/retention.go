@@ -61,6 +61,8 @@ func (s *Store) RetentionSteps(r Retention) []RetentionStep {
 	return steps
 }
 
+// execCount runs a statement and returns how many rows it changed, its
+// errors named by what.
 func (s *Store) execCount(ctx context.Context, what, q string, args ...any) (int, error) {
 	res, err := s.db.NewRaw(q, args...).Exec(ctx)
 	if err != nil {

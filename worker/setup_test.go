@@ -245,3 +245,25 @@ func (b *testBundle) serve(t *testing.T, cfg worker.Config) {
 		}
 	})
 }
+
+// column reads the one column a query returns, every row.
+func column[T any](t *testing.T, b *testBundle, q string, args ...any) []T {
+	t.Helper()
+	rows, err := b.db.Query(q, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		var v T
+		if err := rows.Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

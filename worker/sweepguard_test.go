@@ -90,18 +90,9 @@ func TestSweepGuardHoldsAMassLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	sweep()
-	var got []string
-	rows, err := b.db.Query(`SELECT login_id FROM accounts WHERE company_id = $1 AND lock_state = 'locked' ORDER BY login_id`, co)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var l string
-		rows.Scan(&l)
-		got = append(got, l)
-	}
-	rows.Close()
+	got := column[string](t, b, `SELECT login_id FROM accounts WHERE company_id = $1 AND lock_state = 'locked' ORDER BY login_id`, co)
 	slices.Sort(preview)
+	slices.Sort(got)
 	if !slices.Equal(got, preview) {
 		t.Errorf("the confirmed sweep locked %d accounts, the dry run listed %d; they differ", len(got), len(preview))
 	}

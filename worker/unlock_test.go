@@ -298,17 +298,7 @@ func TestBulkUnlockTouchesExactlyTheLockedPlatformIDs(t *testing.T) {
 	b.run(t, task)
 	b.run(t, task) // a redelivery changes nothing
 	want := []int64{p1, p2, passed}
-	got := []int64{}
-	rows, err := b.db.Query(`SELECT account_id FROM audit_events WHERE kind = 'unlocked' AND actor_account_id = $1 ORDER BY account_id`, admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var id int64
-		rows.Scan(&id)
-		got = append(got, id)
-	}
-	rows.Close()
+	got := column[int64](t, b, `SELECT account_id FROM audit_events WHERE kind = 'unlocked' AND actor_account_id = $1 ORDER BY account_id`, admin)
 	if !slices.Equal(got, want) {
 		t.Errorf("unlocked events for %v, want %v (one each)", got, want)
 	}
