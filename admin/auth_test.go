@@ -91,6 +91,12 @@ func TestAuthorization(t *testing.T) {
 		"GET /api/v1/companies/{id}/report": apiCase(200, true, func(b *testBundle, p, i company) (string, string, string) {
 			return "GET", "/api/v1/companies/" + p.id + "/report", ""
 		}),
+		"GET /api/v1/accounts/{id}/export": apiCase(200, false, func(b *testBundle, p, i company) (string, string, string) {
+			return "GET", "/api/v1/accounts/" + id(i.lockedPlatform) + "/export", ""
+		}),
+		"POST /api/v1/accounts/{id}/erasure": apiCase(200, false, func(b *testBundle, p, i company) (string, string, string) {
+			return "POST", "/api/v1/accounts/" + id(i.retiredAdmin) + "/erasure", ""
+		}),
 		"POST /api/v1/companies/{id}/sweep-confirmations": apiCase(200, true, func(b *testBundle, p, i company) (string, string, string) {
 			// A held sweep to confirm.
 			if _, err := b.db.Exec(`INSERT INTO sweep_holds (company_id, would_lock, employed, held_at) VALUES ($1, 60, 62, now())

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/postgres"
 )
 
@@ -48,18 +47,11 @@ func (s *Server) apiCompanyEvents(w http.ResponseWriter, r *http.Request) (int, 
 // apiAccountEvents reads one account's lock history: for an administrator
 // of its company. An account of another company reads as missing.
 func (s *Server) apiAccountEvents(w http.ResponseWriter, r *http.Request) (int, any, error) {
-	id, err := pathAccountID(r)
+	a, _, err := s.administeredAccount(r)
 	if err != nil {
 		return 0, nil, err
 	}
-	actor, _ := r.Context().Value(actorKey{}).(postgres.Actor)
-	a, err := s.accountOf(r, id, actor.CompanyID)
-	if err != nil {
-		return 0, nil, err
-	}
-	if !actor.Administers(a.CompanyID) {
-		return 0, nil, policy.ErrForbidden
-	}
+	id := a.ID
 	f, err := parseEventQuery(r)
 	if err != nil {
 		return 0, nil, err

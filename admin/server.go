@@ -278,6 +278,8 @@ func (s *Server) routeTable() []route {
 		api("GET /api/v1/accounts/{id}", authAPIActor, s.apiAccount),
 		api("GET /api/v1/companies/{id}/events", authAPIActor, s.apiCompanyEvents),
 		api("GET /api/v1/accounts/{id}/events", authAPIActor, s.apiAccountEvents),
+		api("GET /api/v1/accounts/{id}/export", authAPIActor, s.apiExportAccount),
+		api("POST /api/v1/accounts/{id}/erasure", authAPIActor, s.apiEraseAccount),
 		{"GET /api/v1/companies/{id}/report", authAPIActor, http.HandlerFunc(s.apiReport)},
 		api("POST /api/v1/companies/{id}/sweep-confirmations", authAPIActor, s.apiConfirmSweep),
 		{"/api/v1/", authNone, http.HandlerFunc(s.apiFallback)},

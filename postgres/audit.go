@@ -51,6 +51,8 @@ const (
 	// The sweep held back a mass lock, and a confirmation let it proceed.
 	EventSweepHeld      EventKind = "sweep_held"
 	EventSweepConfirmed EventKind = "sweep_confirmed"
+	// A retired account's personal data was erased on request.
+	EventAccountErased EventKind = "account_erased"
 )
 
 // Event is one audit event.

@@ -47,6 +47,11 @@ commands:
                           list the accounts the sweep would lock now; lock nothing
   sweep confirm -company ID [-by NAME]
                           let a sweep the guard held proceed at its next run
+  account export -company ID -login LOGIN [-out FILE]
+                          everything dormancy holds about one account, as JSON
+  account erase -company ID -login LOGIN [-by NAME]
+                          erase a retired account's personal data; its audit
+                          trail stays, pseudonymised
   env                     list the environment variables and their defaults
   version                 the module version and VCS revision of this binary
 `
@@ -133,6 +138,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runReport(ctx, cfg, args[1:], stdout, stderr)
 	case "sweep":
 		return runSweep(ctx, cfg, args[1:], stdout, stderr)
+	case "account":
+		return runAccount(ctx, cfg, args[1:], stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q: %w", strings.Join(args, " "), errUsage)
 }

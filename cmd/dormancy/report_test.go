@@ -62,3 +62,44 @@ func TestReportCommand(t *testing.T) {
 		t.Errorf("unknown company: %v", err)
 	}
 }
+
+// dormancy account export prints the account's data; erase refuses an
+// employed account and erases a retired one.
+func TestAccountCommand(t *testing.T) {
+	dsn := testenv.NewDatabase(t)
+	ctx := context.Background()
+	store, err := postgres.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if err := store.UpsertCompany(ctx, postgres.CompanyRecord{ID: "co-person"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.UpsertAccount(ctx, postgres.AccountRecord{CompanyID: "co-person", LoginID: "hanako", IDKind: policy.IDKindPlatform,
+		Name: "山田 花子", CreatedAt: time.Now().AddDate(-1, 0, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	getenv := env(map[string]string{"DATABASE_URL": dsn})
+	var stdout, stderr bytes.Buffer
+	if err := run(ctx, []string{"account", "export", "-company", "co-person", "-login", "hanako"}, getenv, &stdout, &stderr); err != nil ||
+		!strings.Contains(stdout.String(), "山田 花子") {
+		t.Fatalf("export: %v\n%s", err, stdout.String())
+	}
+	if err := run(ctx, []string{"account", "erase", "-company", "co-person", "-login", "hanako"}, getenv, &stdout, &stderr); !errors.Is(err, postgres.ErrNotRetired) {
+		t.Errorf("erasing an employed account: %v", err)
+	}
+	if _, _, err := store.SyncRetirement(ctx, "co-person", "hanako", 1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	if err := run(ctx, []string{"account", "erase", "-company", "co-person", "-login", "hanako"}, getenv, &stdout, &stderr); err != nil ||
+		!strings.Contains(stdout.String(), "erased-") {
+		t.Fatalf("erase: %v %s", err, stdout.String())
+	}
+	for _, args := range [][]string{{"account"}, {"account", "export"}, {"account", "delete", "-company", "x", "-login", "y"}} {
+		if err := run(ctx, args, getenv, &stdout, &stderr); !errors.Is(err, errUsage) {
+			t.Errorf("%v: %v, want a usage error", args, err)
+		}
+	}
+}
