@@ -37,7 +37,8 @@ func (b *testBundle) report(t *testing.T, company string, accept string) (*http.
 func TestComplianceReport(t *testing.T) {
 	b := setup(t)
 	exempt := b.account(t, b.a.id, "除外 八郎", false, policy.IDKindPlatform, false)
-	b.exec(t, `UPDATE accounts SET exempt = true WHERE id = $1`, exempt)
+	b.exec(t, `UPDATE accounts SET exempt = true, exempt_reason = '監視用', exempt_granted_by = 'CISO', exempt_until = $2 WHERE id = $1`,
+		exempt, start.AddDate(0, 6, 0))
 
 	read := func() reportJSON {
 		t.Helper()
@@ -96,6 +97,10 @@ func TestComplianceReport(t *testing.T) {
 			t.Errorf("account %d: reason %q, want %q (%+v)", id, got.NotLockedReason, reason, got)
 		}
 	}
+	// The exemption is listed with its terms, in CSV too (below).
+	if e := rowOf(after, b, exempt); e.ExemptReason != "監視用" || e.ExemptGrantedBy != "CISO" || !strings.HasPrefix(e.ExemptUntil, "2027-05-26") {
+		t.Errorf("exempt row: %+v", e)
+	}
 	if m := rowOf(after, b, b.a.member); m.State != "locked" || m.LockedAt == "" || m.DormantOn == "" {
 		t.Errorf("swept member: %+v", m)
 	}
@@ -114,7 +119,8 @@ func TestComplianceReport(t *testing.T) {
 	}
 	for i, a := range after.Accounts {
 		rec := recs[i+1]
-		if rec[0] != a.LoginID || rec[6] != a.State || rec[12] != a.NotLockedReason || rec[5] != strconv.Itoa(a.DaysInactive) || rec[11] != a.DormantOn {
+		if rec[0] != a.LoginID || rec[6] != a.State || rec[12] != a.NotLockedReason || rec[5] != strconv.Itoa(a.DaysInactive) || rec[11] != a.DormantOn ||
+			rec[13] != a.ExemptReason || rec[14] != a.ExemptGrantedBy || rec[15] != a.ExemptUntil {
 			t.Errorf("CSV row %d %v disagrees with JSON %+v", i+1, rec, a)
 		}
 	}

@@ -1,5 +1,7 @@
 package policy
 
+import "time"
+
 // Employee is an account as the rest of dormancy sees it: the decision's
 // view plus who the person is and where their mail goes.
 type Employee struct {
@@ -10,6 +12,13 @@ type Employee struct {
 	Name               string
 	Department         string
 	CanManageEmployees bool
+	// The terms of an exemption (Account.Exempt), as an assessor reads
+	// them: why, who granted it, and until when (zero: no end). The rule
+	// reads only Exempt; an exemption past ExemptUntil is ended by the
+	// relock job, within a minute.
+	ExemptReason    string
+	ExemptGrantedBy string
+	ExemptUntil     time.Time
 	Account
 }
 

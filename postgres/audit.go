@@ -53,6 +53,8 @@ const (
 	EventSweepConfirmed EventKind = "sweep_confirmed"
 	// A retired account's personal data was erased on request.
 	EventAccountErased EventKind = "account_erased"
+	// An exemption reached its end; the account follows the rule again.
+	EventExemptionExpired EventKind = "exemption_expired"
 )
 
 // Event is one audit event.

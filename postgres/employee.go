@@ -33,6 +33,9 @@ type employeeRow struct {
 	UnlockedUntil      sql.NullTime
 	LockedAt           sql.NullTime
 	LapsedUnlockUntil  sql.NullTime
+	ExemptReason       string
+	ExemptGrantedBy    string
+	ExemptUntil        sql.NullTime
 
 	CompanyName            string
 	TimeZone               string
@@ -51,6 +54,7 @@ const employeeColumns = `
 	a.id, a.company_id, a.login_id, a.id_kind, a.email, a.name, a.department,
 	a.can_manage_employees, a.status, a.exempt, a.created_at, a.last_login_at,
 	a.lock_state, a.lock_reason, a.unlocked_until, a.locked_at, a.lapsed_unlock_until,
+	a.exempt_reason, a.exempt_granted_by, a.exempt_until,
 	c.name AS company_name, c.time_zone, c.inactivity_days, c.verification_ttl_seconds,
 	c.alert_window_seconds, c.resend_interval_seconds, c.locale, c.prelock_warning_days, c.fallback_contact`
 
@@ -63,6 +67,9 @@ func (r *employeeRow) employee() policy.Employee {
 		Name:               r.Name,
 		Department:         r.Department,
 		CanManageEmployees: r.CanManageEmployees,
+		ExemptReason:       r.ExemptReason,
+		ExemptGrantedBy:    r.ExemptGrantedBy,
+		ExemptUntil:        r.ExemptUntil.Time,
 		Account: policy.Account{
 			IDKind:         policy.IDKind(r.IDKind),
 			Retired:        r.Status == "retired",

@@ -288,7 +288,8 @@ func (im *Import) Merge(ctx context.Context, after int64, limit int, at time.Tim
 					s.can_manage_employees, s.exempt,
 					coalesce(s.created_at, ` + sqlStartOfDate("s.created_on", "c.time_zone") + `) AS created_at,
 					coalesce(s.last_login_at, ` + sqlStartOfDate("s.last_login_on", "c.time_zone") + `) AS last_login_at,
-					s.retired
+					s.retired, false AS exempt_terms, NULL::text AS exempt_reason, NULL::text AS exempt_granted_by,
+					NULL::timestamptz AS exempt_until
 				FROM import_rows s JOIN companies c ON c.id = s.company_id
 				WHERE s.reject_field IS NULL AND s.line > ? AND s.line <= ?`
 			if lines == nil {

@@ -296,3 +296,27 @@ func (s *Store) DropDeadVerificationMails(ctx context.Context, createdBefore, no
 	}
 	return int(n), nil
 }
+
+// EndExpiredExemptions ends up to limit exemptions whose end has come by
+// now: the account follows the dormancy rule again, and an
+// exemption_expired event keeps the terms it ended with.
+func (s *Store) EndExpiredExemptions(ctx context.Context, now time.Time, limit int) (int, error) {
+	var n int
+	err := s.db.NewRaw(`WITH due AS (
+			SELECT id FROM accounts WHERE exempt AND exempt_until <= ?0 ORDER BY exempt_until, id LIMIT ?1 FOR UPDATE SKIP LOCKED
+		), old AS (
+			SELECT a.id, a.company_id, a.exempt_reason, a.exempt_granted_by, a.exempt_until FROM accounts a JOIN due USING (id)
+		), upd AS (
+			UPDATE accounts a SET exempt = false, exempt_reason = '', exempt_granted_by = '', exempt_until = NULL, updated_at = ?0
+			FROM due WHERE a.id = due.id RETURNING a.id
+		), ev AS (
+			INSERT INTO audit_events (company_id, account_id, kind, detail, occurred_at)
+			SELECT company_id, id, ?2, jsonb_build_object('reason', exempt_reason, 'granted_by', exempt_granted_by, 'until', exempt_until), ?0
+			FROM old
+		)
+		SELECT count(*) FROM upd`, now, limit, string(EventExemptionExpired)).Scan(ctx, &n)
+	if err != nil {
+		return 0, fmt.Errorf("postgres.EndExpiredExemptions: %w", err)
+	}
+	return n, nil
+}

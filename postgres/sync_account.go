@@ -42,16 +42,14 @@ func syncOne(ctx context.Context, db bun.IDB, e policy.Employee, version int64, 
 	if err := companyExists(ctx, db, e.CompanyID); err != nil {
 		return mergeRow{}, err
 	}
-	var last any
-	if !e.LastLoginAt.IsZero() {
-		last = e.LastLoginAt
-	}
 	src := db.NewRaw(`SELECT 0::bigint AS line, ?::text AS company_id, ?::text AS login_id, ?::bigint AS version,
 			?::text AS id_kind, ?::text AS email, ?::text AS name, ?::text AS department,
 			?::boolean AS can_manage_employees, ?::boolean AS exempt, ?::timestamptz AS created_at,
-			?::timestamptz AS last_login_at, ?::boolean AS retired`,
+			?::timestamptz AS last_login_at, ?::boolean AS retired,
+			true AS exempt_terms, ?::text AS exempt_reason, ?::text AS exempt_granted_by, ?::timestamptz AS exempt_until`,
 		e.CompanyID, e.LoginID, version, string(e.IDKind), e.Email, e.Name, e.Department,
-		e.CanManageEmployees, e.Exempt, e.CreatedAt, last, e.Retired)
+		e.CanManageEmployees, e.Exempt, e.CreatedAt, nullTime(e.LastLoginAt), e.Retired,
+		e.ExemptReason, e.ExemptGrantedBy, nullTime(e.ExemptUntil))
 	rows, err := mergeAccounts(ctx, db, func([]int64) *bun.RawQuery { return src }, false, o)
 	if err != nil {
 		return mergeRow{}, err
@@ -105,12 +103,14 @@ src AS (
 	SELECT line, company_id, login_id, version, id_kind,
 		coalesce(nullif(email, ''), CASE WHEN id_kind = 'email' THEN login_id END) AS email,
 		name, coalesce(department, '') AS department, can_manage_employees, exempt,
-		created_at, last_login_at, retired
+		created_at, last_login_at, retired,
+		exempt_terms, coalesce(exempt_reason, '') AS exempt_reason, coalesce(exempt_granted_by, '') AS exempt_granted_by, exempt_until
 	FROM raw
 ),
 cur AS (
 	SELECT a.id, a.company_id, a.login_id, a.host_version, a.id_kind, a.email, a.name, a.department,
-		a.can_manage_employees, a.exempt, a.created_at, a.last_login_at, a.status
+		a.can_manage_employees, a.exempt, a.created_at, a.last_login_at, a.status,
+		a.exempt_reason, a.exempt_granted_by, a.exempt_until
 	FROM accounts a JOIN src s ON a.company_id = s.company_id AND a.login_id = s.login_id
 	ORDER BY a.id
 	FOR UPDATE OF a
@@ -125,6 +125,8 @@ plan AS (
 			CASE WHEN c.department IS DISTINCT FROM s.department THEN 'department' END,
 			CASE WHEN c.can_manage_employees IS DISTINCT FROM s.can_manage_employees THEN 'can_manage_employees' END,
 			CASE WHEN c.exempt IS DISTINCT FROM s.exempt THEN 'exempt' END,
+			CASE WHEN s.exempt_terms AND s.exempt AND (c.exempt_reason IS DISTINCT FROM s.exempt_reason
+				OR c.exempt_granted_by IS DISTINCT FROM s.exempt_granted_by OR c.exempt_until IS DISTINCT FROM s.exempt_until) THEN 'exempt_terms' END,
 			CASE WHEN c.created_at IS DISTINCT FROM s.created_at THEN 'created_at' END,
 			CASE WHEN s.last_login_at > coalesce(c.last_login_at, '-infinity') THEN 'last_login_at' END,
 			CASE WHEN (c.status = 'retired') IS DISTINCT FROM s.retired THEN 'status' END
@@ -133,10 +135,13 @@ plan AS (
 ),
 ins AS (
 	INSERT INTO accounts (company_id, login_id, id_kind, email, name, department, can_manage_employees,
-		exempt, created_at, last_login_at, status, retired_at, host_version, updated_at)
+		exempt, created_at, last_login_at, status, retired_at, host_version, updated_at,
+		exempt_reason, exempt_granted_by, exempt_until)
 	SELECT company_id, login_id, id_kind, email, name, department, can_manage_employees, exempt,
 		created_at, last_login_at, CASE WHEN retired THEN 'retired' ELSE 'active' END,
-		CASE WHEN retired THEN ?2::timestamptz END, version, ?2::timestamptz
+		CASE WHEN retired THEN ?2::timestamptz END, version, ?2::timestamptz,
+		CASE WHEN exempt THEN exempt_reason ELSE '' END, CASE WHEN exempt THEN exempt_granted_by ELSE '' END,
+		CASE WHEN exempt THEN exempt_until END
 	FROM plan WHERE action = 'create'
 	ORDER BY company_id, login_id
 	ON CONFLICT (company_id, login_id) DO NOTHING
@@ -145,6 +150,11 @@ ins AS (
 upd AS (
 	UPDATE accounts a SET id_kind = p.id_kind, email = p.email, name = p.name, department = p.department,
 		can_manage_employees = p.can_manage_employees, exempt = p.exempt, created_at = p.created_at,
+		-- An import carries no terms (exempt_terms false): it keeps those the
+		-- API gave; ending an exemption ends its terms.
+		exempt_reason = CASE WHEN NOT p.exempt THEN '' WHEN p.exempt_terms THEN p.exempt_reason ELSE a.exempt_reason END,
+		exempt_granted_by = CASE WHEN NOT p.exempt THEN '' WHEN p.exempt_terms THEN p.exempt_granted_by ELSE a.exempt_granted_by END,
+		exempt_until = CASE WHEN NOT p.exempt THEN NULL WHEN p.exempt_terms THEN p.exempt_until ELSE a.exempt_until END,
 		last_login_at = greatest(a.last_login_at, p.last_login_at),
 		status = CASE WHEN p.retired THEN 'retired' ELSE 'active' END,
 		retired_at = CASE WHEN p.retired THEN coalesce(a.retired_at, ?2::timestamptz) END,
@@ -367,4 +377,12 @@ func syncRetirement(ctx context.Context, db bun.IDB, companyID, loginID string, 
 		return cur.ID, SyncUpdated, auditIf(ctx, db, o, ev)
 	}
 	return 0, "", fmt.Errorf("account %q: created concurrently and not found again", loginID)
+}
+
+// nullTime is t as a parameter, NULL for the zero time.
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
 }

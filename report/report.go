@@ -69,15 +69,22 @@ type Row struct {
 	// NotLockedReason says why an account inactive past the period is not
 	// locked; empty otherwise.
 	NotLockedReason string `json:"not_locked_reason"`
+	// The exemption's terms, for an exempt account: why, who granted it,
+	// until when (empty: no end).
+	ExemptReason    string `json:"exempt_reason"`
+	ExemptGrantedBy string `json:"exempt_granted_by"`
+	ExemptUntil     string `json:"exempt_until"`
 }
 
 // columns are the CSV header, in Row's order.
 var columns = []string{"login_id", "name", "department", "id_kind", "last_login_at", "days_inactive", "state",
-	"locked_at", "unlocked_until", "exempt", "retired", "dormant_on", "not_locked_reason"}
+	"locked_at", "unlocked_until", "exempt", "retired", "dormant_on", "not_locked_reason",
+	"exempt_reason", "exempt_granted_by", "exempt_until"}
 
 func (r Row) record() []string {
 	return []string{r.LoginID, r.Name, r.Department, r.IDKind, r.LastLoginAt, strconv.Itoa(r.DaysInactive), r.State,
-		r.LockedAt, r.UnlockedUntil, strconv.FormatBool(r.Exempt), strconv.FormatBool(r.Retired), r.DormantOn, r.NotLockedReason}
+		r.LockedAt, r.UnlockedUntil, strconv.FormatBool(r.Exempt), strconv.FormatBool(r.Retired), r.DormantOn, r.NotLockedReason,
+		r.ExemptReason, r.ExemptGrantedBy, r.ExemptUntil}
 }
 
 // RowOf reads one account through the policy at now.
@@ -92,6 +99,7 @@ func RowOf(e policy.Employee, p policy.Policy, now time.Time) Row {
 		LoginID: e.LoginID, Name: e.Name, Department: e.Department, IDKind: string(e.IDKind),
 		LastLoginAt: at(e.LastLoginAt), DaysInactive: int(now.Sub(e.LastActivity()) / (24 * time.Hour)),
 		Exempt: e.Exempt, Retired: e.Retired, State: string(e.State),
+		ExemptReason: e.ExemptReason, ExemptGrantedBy: e.ExemptGrantedBy, ExemptUntil: at(e.ExemptUntil),
 	}
 	// Inactive past the period whatever the account's standing: the
 	// dormancy rule on its activity alone.

@@ -40,15 +40,15 @@ func TestPreviousPayloadShapesDecode(t *testing.T) {
 // the task runs. A payload of this version or older with a field nobody
 // defined is an error in its host and is refused, naming the field.
 func TestNewerPayloadVersionIsReadNotRefused(t *testing.T) {
-	newer := `{"v":3,"attempt_key":"k1","company_id":"acme","login_id":"taro@example.com","method":"password","at":"2026-11-30T09:00:00Z","risk_score":0.2}`
+	newer := `{"v":4,"attempt_key":"k1","company_id":"acme","login_id":"taro@example.com","method":"password","at":"2026-11-30T09:00:00Z","risk_score":0.2}`
 	p, err := tasks.DecodeLoginAttempt([]byte(newer))
 	if err != nil {
-		t.Fatalf("a version 3 payload was refused: %v", err)
+		t.Fatalf("a version 4 payload was refused: %v", err)
 	}
 	if p.LoginID != "taro@example.com" || !p.At.Equal(time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)) {
 		t.Errorf("known fields not read: %+v", p)
 	}
-	for _, v := range []string{``, `"v":1,`, `"v":2,`} {
+	for _, v := range []string{``, `"v":1,`, `"v":2,`, `"v":3,`} {
 		data := `{` + v + `"attempt_key":"k1","company_id":"acme","login_id":"taro@example.com","method":"password","at":"2026-11-30T09:00:00Z","risk_score":0.2}`
 		_, err := tasks.DecodeLoginAttempt([]byte(data))
 		var fe *tasks.FieldError
@@ -57,7 +57,7 @@ func TestNewerPayloadVersionIsReadNotRefused(t *testing.T) {
 		}
 	}
 	// A newer payload must still be valid in the fields this worker knows.
-	if _, err := tasks.DecodeLoginAttempt([]byte(`{"v":3,"company_id":"acme","login_id":"x","method":"password","at":"2026-11-30T09:00:00Z"}`)); err == nil {
+	if _, err := tasks.DecodeLoginAttempt([]byte(`{"v":4,"company_id":"acme","login_id":"x","method":"password","at":"2026-11-30T09:00:00Z"}`)); err == nil {
 		t.Error("a newer payload without its attempt key was accepted")
 	}
 }

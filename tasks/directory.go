@@ -278,9 +278,14 @@ type Account struct {
 	Name               string `json:"name"`
 	Department         string `json:"department,omitempty"`
 	CanManageEmployees bool   `json:"can_manage_employees"`
-	// Exempt accounts (service accounts) never turn dormant.
-	Exempt    bool      `json:"exempt"`
-	CreatedAt time.Time `json:"created_at"`
+	// Exempt accounts (service accounts) never turn dormant. An exemption
+	// says why and who granted it, and may end (exempt_until): after that
+	// the account follows the rule again. Added in contract version 3.
+	Exempt          bool       `json:"exempt"`
+	ExemptReason    string     `json:"exempt_reason,omitempty"`
+	ExemptGrantedBy string     `json:"exempt_granted_by,omitempty"`
+	ExemptUntil     *time.Time `json:"exempt_until,omitempty"`
+	CreatedAt       time.Time  `json:"created_at"`
 	// LastLoginAt is the last interactive login at the host; nil if never.
 	LastLoginAt *time.Time `json:"last_login_at,omitempty"`
 }
@@ -322,6 +327,20 @@ func (a *Account) CheckFields() error {
 	if err := checkText("department", a.Department, false, 200); err != nil {
 		return err
 	}
+	if err := checkText("exempt_reason", a.ExemptReason, false, 500); err != nil {
+		return err
+	}
+	if err := checkText("exempt_granted_by", a.ExemptGrantedBy, false, 200); err != nil {
+		return err
+	}
+	if !a.Exempt && (a.ExemptReason != "" || a.ExemptGrantedBy != "" || a.ExemptUntil != nil) {
+		return &FieldError{Field: "exempt", Reason: "false, yet the exemption's terms are given"}
+	}
+	if a.ExemptUntil != nil {
+		if err := checkYear("exempt_until", *a.ExemptUntil); err != nil {
+			return err
+		}
+	}
 	if a.CreatedAt.IsZero() {
 		return &FieldError{Field: "created_at", Reason: "required"}
 	}
@@ -344,7 +363,11 @@ func (a *Account) Employee() policy.Employee {
 	e := policy.Employee{
 		CompanyID: a.CompanyID, LoginID: a.LoginID, Email: a.Email, Name: a.Name,
 		Department: a.Department, CanManageEmployees: a.CanManageEmployees,
+		ExemptReason: a.ExemptReason, ExemptGrantedBy: a.ExemptGrantedBy,
 		Account: policy.Account{IDKind: policy.IDKind(a.IDKind), Exempt: a.Exempt, CreatedAt: a.CreatedAt},
+	}
+	if a.ExemptUntil != nil {
+		e.ExemptUntil = *a.ExemptUntil
 	}
 	if e.Email == "" && e.IDKind == policy.IDKindEmail {
 		e.Email = a.LoginID

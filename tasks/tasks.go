@@ -94,7 +94,10 @@ const MaxPayloadBytes = 64 << 10
 // rest, so during a rolling upgrade old and new hosts and workers run
 // together and no task is lost. The contract never renames, retypes or
 // repurposes a field; that would be a new task type.
-const PayloadVersion = 2
+//
+// Version 3 added maintenance:* "spec" and the account's exemption terms
+// (exempt_reason, exempt_granted_by, exempt_until).
+const PayloadVersion = 3
 
 // Contract is embedded in every payload: the contract version it was
 // written for. Constructors set it; a host writing JSON by hand sends

@@ -89,12 +89,22 @@ func (h *Handlers) batches(ctx context.Context, what string, limit int, batch fu
 // Relock locks again the accounts whose same-day unlock passed without a
 // login. Decide already refuses them at their deadline; this makes the
 // administrators' list show them locked.
+//
+// It also ends the exemptions whose end has come, so an expired exemption
+// stops protecting its account within a minute.
 func (h *Handlers) Relock(ctx context.Context, t *asynq.Task) error {
 	return h.maintenance(ctx, t, func(ctx context.Context, p tasks.Maintenance) (int, error) {
 		now := h.now()
-		return h.batches(ctx, "relock batch", p.Batch(), func() (int, error) {
+		ended, err := h.batches(ctx, "expired exemption batch", p.Batch(), func() (int, error) {
+			return h.store.EndExpiredExemptions(ctx, now, p.Batch())
+		})
+		if err != nil {
+			return ended, err
+		}
+		n, err := h.batches(ctx, "relock batch", p.Batch(), func() (int, error) {
 			return h.store.RelockBatch(ctx, now, p.Batch())
 		})
+		return ended + n, err
 	})
 }
 
