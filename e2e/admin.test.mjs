@@ -124,6 +124,18 @@ test("an administrator filters to locked accounts and bulk-unlocks them", async 
   await page.click("#filter-all");
   await page.getByText("24:00 までにログインが必要").first().waitFor();
   await page.screenshot({ path: join(shots, "06-unlocked-until-midnight.png"), fullPage: true });
+
+  // An employee's name opens that employee's lock history, in the
+  // company's language and time zone: the administrator's unlock is there,
+  // with who did it and until when.
+  await Promise.all([page.waitForURL(/\/admin\/employees\/\d+\/history$/), page.locator("td.name a", { hasText: rowName }).click()]);
+  await page.locator("h2.name", { hasText: rowName }).waitFor();
+  const unlocked = page.locator('table.history tr[data-event-kind="unlocked"]');
+  await unlocked.first().waitFor();
+  assert.match(await unlocked.first().textContent(), /管理者がロックを解除/);
+  assert.match(await unlocked.first().textContent(), /24:00|\d{4}-\d{2}-\d{2}/, "the deadline or the time is shown");
+  await page.screenshot({ path: join(shots, "06b-lock-history.png"), fullPage: true });
+  await page.goBack();
   assert.deepEqual(page.dialogs.filter((d) => d.type !== "confirm"), [], "no alert ran");
   await context.close();
 });
