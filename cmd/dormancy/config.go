@@ -73,6 +73,7 @@ var envVars = []envVar{
 	{"DATABASE_URL", "postgres://postgres@127.0.0.1:5432/dormancy?sslmode=disable", "Postgres connection URL"},
 	{"DATABASE_MAX_CONNS", "32", "Postgres connections one process may open; a fleet shares the server's max_connections"},
 	{"REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL (redis://, rediss://, redis-socket://, redis-sentinel://)"},
+	{"REDIS_SENTINEL_PASSWORD", "", "with a redis-sentinel:// REDIS_URL, the Sentinels' own password when it differs from the URL's (which the master gets); none for Sentinels without one"},
 	{"RESEND_API_KEY", "", "Resend API key; empty sends mail to the dev mailbox instead"},
 	{"VERIFICATION_SECRET", "", "secret the workers derive verification links with (>= 32 bytes, the same in every worker); required unless mail is in dev mode"},
 	{"RESEND_BASE_URL", "", "Resend API base URL; empty means Resend's own"},
@@ -187,7 +188,7 @@ func loadConfig(getenv func(string) string, reads func(section string) bool) (*C
 			bad("OTEL_EXPORTER_OTLP_ENDPOINT", fmt.Errorf("want an http(s) URL of an OTLP/HTTP collector, such as http://127.0.0.1:4318, got %q", c.OTelEndpoint))
 		}
 	}
-	if opt, err := asynq.ParseRedisURI(get("REDIS_URL")); err != nil {
+	if opt, err := parseRedisURL(get("REDIS_URL"), get("REDIS_SENTINEL_PASSWORD")); err != nil {
 		bad("REDIS_URL", err)
 	} else {
 		c.Redis = opt
