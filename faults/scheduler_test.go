@@ -49,7 +49,7 @@ func TestTwoSchedulersTwoWorkersRunEachPeriodOnce(t *testing.T) {
 
 	every := map[string]string{
 		"SCHEDULE_RELOCK": "* * * * *", "SCHEDULE_REQUEUE_MAIL": "* * * * *", "SCHEDULE_PURGE_TOKENS": "* * * * *",
-		"SCHEDULE_SWEEP": "* * * * *", "SCHEDULE_PRELOCK_WARNING": "* * * * *", "SCHEDULE_RETENTION": "* * * * *", "MAIL_REQUEUE_AFTER": "1s",
+		"SCHEDULE_SWEEP": "* * * * *", "SCHEDULE_PRELOCK_WARNING": "* * * * *", "SCHEDULE_RETENTION": "* * * * *", "SCHEDULE_DIGEST": "* * * * *", "MAIL_REQUEUE_AFTER": "1s",
 	}
 	w1 := e.worker(t, "worker-1", nil)
 	w2 := e.worker(t, "worker-2", nil)

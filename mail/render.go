@@ -84,12 +84,33 @@ type SweepHeld struct {
 	InactivityDays int
 }
 
+// DigestLine is one account in the daily digest; At is in the company's
+// time zone.
+type DigestLine struct {
+	Name       string
+	Department string
+	At         time.Time
+}
+
+// DailyDigest is one company's day for its administrators (or its login
+// notification recipients): what dormancy did in the 24 hours before Day
+// 09:00 and who turns dormant in the coming week. Each list holds at most
+// the first 50; the counts are of those listed.
+type DailyDigest struct {
+	Name string
+	// Day is the end of the day covered, in the company's time zone.
+	Day                             time.Time
+	Locks, Unlocks, Relocks, Alerts []DigestLine
+	Upcoming                        []DigestLine
+	EmployeeListURL                 string
+}
+
 //go:embed templates
 var templateFS embed.FS
 
 // kinds name the templates, one per data type; each has a .subject, a .txt
 // and an .html file under templates/<locale>/.
-var kinds = []string{"verification", "dormant-login-alert", "unlocked", "admin-unlocked", "prelock-warning", "sweep-held"}
+var kinds = []string{"verification", "dormant-login-alert", "unlocked", "admin-unlocked", "prelock-warning", "sweep-held", "daily-digest"}
 
 var locales = []policy.Locale{policy.LocaleJA, policy.LocaleEN}
 
@@ -187,6 +208,19 @@ func kindOf(data any) (string, any, error) {
 		if d != nil {
 			return kindOf(*d)
 		}
+	case *DailyDigest:
+		if d != nil {
+			return kindOf(*d)
+		}
+	case DailyDigest:
+		var errs []string
+		if d.Day.IsZero() {
+			errs = append(errs, "Day is zero")
+		}
+		if len(d.Locks)+len(d.Unlocks)+len(d.Relocks)+len(d.Alerts)+len(d.Upcoming) == 0 {
+			errs = append(errs, "nothing to say")
+		}
+		return "daily-digest", d, problems(errs)
 	case SweepHeld:
 		var errs []string
 		if d.WouldLock <= 0 || d.Employed < d.WouldLock {

@@ -49,6 +49,14 @@ func goldenData() map[string]any {
 			LoginURL: "https://app.example.com/login",
 		},
 		"sweep-held": SweepHeld{Name: "佐藤 花子", WouldLock: 1180, Employed: 1250, InactivityDays: 1},
+		"daily-digest": DailyDigest{
+			Name: "佐藤 花子", Day: time.Date(2026, 11, 27, 9, 0, 0, 0, jst),
+			Locks:           []DigestLine{{Name: "山田 太郎", Department: "総務部", At: time.Date(2026, 11, 27, 3, 0, 0, 0, jst)}},
+			Unlocks:         []DigestLine{{Name: "鈴木 一郎", Department: "営業部", At: time.Date(2026, 11, 26, 14, 5, 0, 0, jst)}},
+			Alerts:          []DigestLine{{Name: "山田 太郎", Department: "総務部", At: time.Date(2026, 11, 26, 9, 15, 42, 0, jst)}},
+			Upcoming:        []DigestLine{{Name: "田中 次郎", At: time.Date(2026, 12, 2, 10, 0, 0, 0, jst)}},
+			EmployeeListURL: "https://app.example.com/admin/employees",
+		},
 	}
 }
 

@@ -33,6 +33,8 @@ type Company struct {
 	// FallbackContact is whom a locked platform-ID user asks when no
 	// administrator can act (policy.CanAct): free text such as a help desk.
 	FallbackContact string
+	// Digest is who gets the daily digest; empty or DigestOff sends none.
+	Digest Digest
 	// PlatformName names the host platform in the company's emails; empty
 	// leaves it to the worker's setting.
 	PlatformName string

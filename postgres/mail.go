@@ -23,6 +23,8 @@ const (
 	// MailSweepHeld tells a company's administrators that the sweep held
 	// back a mass lock and waits for a confirmation.
 	MailSweepHeld MailKind = "sweep_held"
+	// MailDailyDigest is a company's daily digest to one recipient.
+	MailDailyDigest MailKind = "daily_digest"
 )
 
 // MailStatus is where a mail stands.

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/uptrace/bun/dialect/pgdialect"
-
-	"github.com/dormancy/dormancy/policy"
 )
 
 // SweepCount is, for one company, how many accounts the sweep at now
@@ -174,47 +172,16 @@ func ParseSweepHeldKey(key string) (wouldLock, employed int, err error) {
 func (s *Store) RecordSweepHeld(ctx context.Context, h SweepHold, now time.Time) ([]int64, error) {
 	var ids []int64
 	err := s.WithTx(ctx, func(t *Tx) error {
-		rows, err := t.tx.QueryContext(ctx, `SELECT `+employeeColumns+`, NULL AS administrators
-			FROM `+accountsWithCompany+`
-			WHERE a.company_id = ? AND a.can_manage_employees AND a.status = 'active' AND a.email IS NOT NULL`, h.CompanyID)
+		admins, err := s.noticeTargets(ctx, t.tx, h.CompanyID, `a.can_manage_employees`, canActAt(now))
 		if err != nil {
-			return err
-		}
-		var admins []int64
-		for rows.Next() {
-			var r employeeRow
-			if err := s.db.ScanRow(ctx, rows, &r); err != nil {
-				rows.Close()
-				return err
-			}
-			co, err := r.company()
-			if err != nil {
-				rows.Close()
-				return err
-			}
-			if policy.CanAct(r.employee(), co.Policy, now) {
-				admins = append(admins, r.ID)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		keys := make([]string, len(admins))
 		for i, id := range admins {
 			keys[i] = SweepHeldKey(h, id)
 		}
-		if len(admins) > 0 {
-			err = t.tx.NewRaw(`WITH m AS (
-					INSERT INTO mails (kind, company_id, account_id, recipient_account_id, to_address, locale, idempotency_key, created_at)
-					SELECT ?, a.company_id, a.id, a.id, a.email, c.locale, i.key, ?
-					FROM unnest(?::bigint[], ?::text[]) AS i(id, key) JOIN accounts a ON a.id = i.id JOIN companies c ON c.id = a.company_id
-					ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)
-				SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM m`,
-				string(MailSweepHeld), now, pgdialect.Array(admins), pgdialect.Array(keys)).Scan(ctx, pgdialect.Array(&ids))
-			if err != nil {
-				return err
-			}
+		if ids, err = insertNotices(ctx, t.tx, MailSweepHeld, admins, keys, now); err != nil {
+			return err
 		}
 		return t.Audit(ctx, Event{Kind: EventSweepHeld, CompanyID: h.CompanyID, OccurredAt: now,
 			Detail: map[string]any{"would_lock": h.WouldLock, "employed": h.Employed, "administrators_told": len(ids)}})

@@ -52,6 +52,7 @@ type companySettings struct {
 	PrelockWarningDays     []int64 `bun:",array"`
 	FallbackContact        string
 	PlatformName           string
+	Digest                 string
 	HostVersion            int64
 }
 
@@ -77,6 +78,10 @@ func settingsOf(c policy.Company, t *tuning) companySettings {
 		PrelockWarningDays:     days,
 		FallbackContact:        c.FallbackContact,
 		PlatformName:           c.PlatformName,
+		Digest:                 string(c.Digest),
+	}
+	if s.Digest == "" {
+		s.Digest = string(policy.DigestOff)
 	}
 	if t != nil {
 		s.AlertWindowSeconds = int(t.alertWindow / time.Second)
@@ -101,6 +106,7 @@ func changedSettings(cur, want companySettings, t *tuning) []string {
 	add("prelock_warning_days", !slices.Equal(cur.PrelockWarningDays, want.PrelockWarningDays))
 	add("fallback_contact", cur.FallbackContact != want.FallbackContact)
 	add("platform_name", cur.PlatformName != want.PlatformName)
+	add("digest", cur.Digest != want.Digest)
 	if t != nil {
 		add("alert_window_seconds", cur.AlertWindowSeconds != want.AlertWindowSeconds)
 		add("resend_interval_seconds", cur.ResendIntervalSeconds != want.ResendIntervalSeconds)
@@ -135,18 +141,18 @@ func syncCompany(ctx context.Context, db bun.IDB, c policy.Company, version int6
 	for range 3 {
 		var cur companySettings
 		err := db.NewRaw(`SELECT name, time_zone, inactivity_days, verification_ttl_seconds, alert_window_seconds,
-				resend_interval_seconds, locale, prelock_warning_days, fallback_contact, platform_name, host_version
+				resend_interval_seconds, locale, prelock_warning_days, fallback_contact, platform_name, digest, host_version
 			FROM companies WHERE id = ? FOR UPDATE`, c.ID).Scan(ctx, &cur)
 		if errors.Is(err, sql.ErrNoRows) {
 			var id string
 			err = db.NewRaw(`INSERT INTO companies (id, name, time_zone, inactivity_days, verification_ttl_seconds,
 					alert_window_seconds, resend_interval_seconds, locale, prelock_warning_days, fallback_contact,
-					platform_name, host_version, created_at, updated_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+					platform_name, digest, host_version, created_at, updated_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 				ON CONFLICT (id) DO NOTHING RETURNING id`,
 				c.ID, want.Name, want.TimeZone, want.InactivityDays, want.VerificationTTLSeconds,
 				want.AlertWindowSeconds, want.ResendIntervalSeconds, want.Locale, pgdialect.Array(want.PrelockWarningDays),
-				want.FallbackContact, want.PlatformName, version, o.at, o.at).Scan(ctx, &id)
+				want.FallbackContact, want.PlatformName, want.Digest, version, o.at, o.at).Scan(ctx, &id)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue
 			}
@@ -176,11 +182,11 @@ func syncCompany(ctx context.Context, db bun.IDB, c policy.Company, version int6
 		// that an event older than it is refused later.
 		_, err = db.NewRaw(`UPDATE companies SET name = ?, time_zone = ?, inactivity_days = ?,
 				verification_ttl_seconds = ?, alert_window_seconds = ?, resend_interval_seconds = ?, locale = ?,
-				prelock_warning_days = ?, fallback_contact = ?, platform_name = ?, host_version = greatest(host_version, ?),
+				prelock_warning_days = ?, fallback_contact = ?, platform_name = ?, digest = ?, host_version = greatest(host_version, ?),
 				updated_at = CASE WHEN ? THEN ?::timestamptz ELSE updated_at END
 			WHERE id = ?`,
 			want.Name, want.TimeZone, want.InactivityDays, want.VerificationTTLSeconds, want.AlertWindowSeconds,
-			want.ResendIntervalSeconds, want.Locale, pgdialect.Array(want.PrelockWarningDays), want.FallbackContact, want.PlatformName, version,
+			want.ResendIntervalSeconds, want.Locale, pgdialect.Array(want.PrelockWarningDays), want.FallbackContact, want.PlatformName, want.Digest, version,
 			len(changed) > 0, o.at, c.ID).Exec(ctx)
 		if err != nil {
 			return "", err

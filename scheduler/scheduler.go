@@ -64,6 +64,8 @@ func DefaultJobs() []Job {
 		{Type: tasks.TypeMaintenancePrelockWarning, Spec: "0 * * * *", MaxRetry: 3},
 		// Daily, after the sweep, away from the hour's other jobs.
 		{Type: tasks.TypeMaintenanceRetention, Spec: "30 4 * * *", MaxRetry: 3},
+		// Hourly: each company's digest goes out in its own 09:00 hour.
+		{Type: tasks.TypeMaintenanceDigest, Spec: "5 * * * *", MaxRetry: 3},
 	}
 }
 

@@ -81,6 +81,10 @@ type Company struct {
 	// say it (the manual's "BtoBプラットフォーム"); empty uses the
 	// worker's PLATFORM_NAME. One line, at most 100 bytes.
 	PlatformName string `json:"platform_name,omitempty"`
+	// Digest opts the company into the daily digest: "administrators" or
+	// "recipients" (the login notification recipients) get it at 09:00
+	// company time; "off" or absent sends none. Added in contract version 3.
+	Digest string `json:"digest,omitempty"`
 
 	// explicitZero lists settings a JSON document set to 0 or "" rather
 	// than leaving out. Go callers cannot tell the two apart and get the
@@ -148,6 +152,13 @@ func (c *Company) PolicyCompany() (policy.Company, error) {
 	if err := checkText("platform_name", c.PlatformName, false, MaxPlatformName); err != nil {
 		return policy.Company{}, err
 	}
+	digest := policy.Digest(c.Digest)
+	if digest == "" {
+		digest = policy.DigestOff
+	}
+	if !digest.Valid() {
+		return policy.Company{}, &FieldError{Field: "digest", Reason: fmt.Sprintf("unknown digest %q (want off, administrators or recipients)", short(c.Digest))}
+	}
 	zeroGiven := func(field string) bool { return slices.Contains(c.explicitZero, field) }
 
 	tz := c.TimeZone
@@ -211,6 +222,7 @@ func (c *Company) PolicyCompany() (policy.Company, error) {
 		PrelockWarningDays: warn,
 		FallbackContact:    c.FallbackContact,
 		PlatformName:       c.PlatformName,
+		Digest:             digest,
 	}, nil
 }
 

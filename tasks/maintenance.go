@@ -19,6 +19,7 @@ var MaintenanceTypes = []string{
 	TypeMaintenancePrelockWarning,
 	TypeMaintenanceRequeueMail,
 	TypeMaintenanceRetention,
+	TypeMaintenanceDigest,
 }
 
 // Defaults of the maintenance jobs; the scheduler's configuration may

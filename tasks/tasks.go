@@ -38,6 +38,7 @@ const (
 	TypeMaintenancePrelockWarning = "maintenance:prelock-warning"
 	TypeMaintenanceRequeueMail    = "maintenance:requeue-mail"
 	TypeMaintenanceRetention      = "maintenance:retention"
+	TypeMaintenanceDigest         = "maintenance:digest"
 
 	// Directory sync, enqueued by the host when it changes a company or
 	// an employee.
@@ -95,8 +96,9 @@ const MaxPayloadBytes = 64 << 10
 // together and no task is lost. The contract never renames, retypes or
 // repurposes a field; that would be a new task type.
 //
-// Version 3 added maintenance:* "spec" and the account's exemption terms
-// (exempt_reason, exempt_granted_by, exempt_until).
+// Version 3 added maintenance:* "spec", the account's exemption terms
+// (exempt_reason, exempt_granted_by, exempt_until) and the company's
+// "digest".
 const PayloadVersion = 3
 
 // Contract is embedded in every payload: the contract version it was

@@ -59,7 +59,22 @@ func (h *Handlers) Email(ctx context.Context, t *asynq.Task) error {
 			result = postgres.MailDropped
 			return tx.FinishMail(ctx, m.ID, postgres.Delivery{Status: postgres.MailDropped, Error: reason, At: now})
 		}
-		msg, err := h.render(m, token)
+		// A digest's lists are read when it is sent; a database that does
+		// not answer is retried, unlike a template that cannot render.
+		var digest *postgres.DigestContent
+		if m.Kind == postgres.MailDailyDigest {
+			end, err := postgres.ParseDigestKey(m.IdempotencyKey)
+			if err != nil {
+				permanent = err
+				return h.failMail(ctx, tx, m, err, now)
+			}
+			c, err := h.store.Digest(ctx, m.CompanyID, end)
+			if err != nil {
+				return err
+			}
+			digest = &c
+		}
+		msg, err := h.render(m, token, digest)
 		if err != nil {
 			permanent = err
 			return h.failMail(ctx, tx, m, err, now)
@@ -191,7 +206,7 @@ func (h *Handlers) dropReason(ctx context.Context, tx *postgres.Tx, m postgres.M
 }
 
 // render turns an outbox row into a message in the company's locale.
-func (h *Handlers) render(m postgres.Mail, token string) (mail.Message, error) {
+func (h *Handlers) render(m postgres.Mail, token string, digest *postgres.DigestContent) (mail.Message, error) {
 	var data any
 	switch m.Kind {
 	case postgres.MailVerification:
@@ -228,6 +243,21 @@ func (h *Handlers) render(m postgres.Mail, token string) (mail.Message, error) {
 			Name: m.Name, LockOn: lockAt.In(m.Location), LoginURL: h.links.Login(),
 			DaysLeft: max(0, policy.DaysLeft(m.CreatedAt, lockAt, m.Location)),
 		}
+	case postgres.MailDailyDigest:
+		end, err := postgres.ParseDigestKey(m.IdempotencyKey)
+		if err != nil || digest == nil {
+			return mail.Message{}, fmt.Errorf("worker: mail %d: digest of %q: %v", m.ID, m.IdempotencyKey, err)
+		}
+		lines := func(items []postgres.DigestItem) []mail.DigestLine {
+			out := make([]mail.DigestLine, len(items))
+			for i, it := range items {
+				out[i] = mail.DigestLine{Name: it.Name, Department: it.Department, At: it.At.In(m.Location)}
+			}
+			return out
+		}
+		data = mail.DailyDigest{Name: m.Name, Day: end.In(m.Location), Locks: lines(digest.Locks), Unlocks: lines(digest.Unlocks),
+			Relocks: lines(digest.Relocks), Alerts: lines(digest.Alerts), Upcoming: lines(digest.Upcoming),
+			EmployeeListURL: h.links.EmployeeList()}
 	case postgres.MailSweepHeld:
 		wouldLock, employed, err := postgres.ParseSweepHeldKey(m.IdempotencyKey)
 		if err != nil {

@@ -65,6 +65,7 @@ func (h *Handlers) Register(mux *asynq.ServeMux) {
 	mux.HandleFunc(tasks.TypeMaintenancePrelockWarning, h.PrelockWarnings)
 	mux.HandleFunc(tasks.TypeMaintenanceRequeueMail, h.RequeueMail)
 	mux.HandleFunc(tasks.TypeMaintenanceRetention, h.Retention)
+	mux.HandleFunc(tasks.TypeMaintenanceDigest, h.DailyDigest)
 }
 
 // Close releases the handlers' own Redis connections.

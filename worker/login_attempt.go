@@ -211,6 +211,15 @@ func (h *Handlers) taskExists(queue, id string) (bool, error) {
 // enqueue hands committed outbox mail to the queue. A failure here is
 // retryable: the task runs again, finds its attempt recorded, and queues
 // what is still pending.
+// enqueueNotices queues notice mails written to the outbox.
+func (h *Handlers) enqueueNotices(ctx context.Context, ids []int64) error {
+	out := make([]outgoing, len(ids))
+	for i, id := range ids {
+		out[i] = outgoing{tasks.TypeEmailNotice, tasks.Email{MailID: id}}
+	}
+	return h.enqueue(ctx, out)
+}
+
 func (h *Handlers) enqueue(ctx context.Context, out []outgoing) error {
 	for _, o := range out {
 		t, err := tasks.NewEmailTask(o.typ, o.email)

@@ -170,11 +170,7 @@ func (h *Handlers) guardSweep(ctx context.Context, now time.Time) ([]string, err
 		if err != nil {
 			return nil, err
 		}
-		out := make([]outgoing, len(ids))
-		for i, id := range ids {
-			out[i] = outgoing{tasks.TypeEmailNotice, tasks.Email{MailID: id}}
-		}
-		if err := h.enqueue(ctx, out); err != nil {
+		if err := h.enqueueNotices(ctx, ids); err != nil {
 			return nil, err
 		}
 	}
@@ -221,6 +217,56 @@ func (h *Handlers) Retention(ctx context.Context, t *asynq.Task) error {
 	})
 }
 
+// DailyDigest writes the daily digest of each company that asked for it
+// and whose 09:00 hour it is (policy.DigestDue), once per company and day:
+// the last 24 hours' locks, unlocks, relocks and alerts and who turns
+// dormant in the coming week, to its administrators or its login
+// notification recipients. A day with nothing to say sends nothing.
+func (h *Handlers) DailyDigest(ctx context.Context, t *asynq.Task) error {
+	return h.maintenance(ctx, t, func(ctx context.Context, p tasks.Maintenance) (int, error) {
+		now := h.now()
+		companies, err := h.store.DigestCompanies(ctx)
+		if err != nil {
+			return 0, err
+		}
+		sent := 0
+		for _, dc := range companies {
+			end, due := policy.DigestDue(now, dc.Location)
+			if !due {
+				continue
+			}
+			// Done days are skipped; an unfinished one (a crash, a replica
+			// beside this one) is written again, and the mails' keys keep
+			// each recipient's digest to one.
+			done, err := h.store.DigestDone(ctx, dc.ID, end, dc.Location)
+			if err != nil {
+				return sent, err
+			}
+			if done {
+				continue
+			}
+			content, err := h.store.Digest(ctx, dc.ID, end)
+			if err != nil {
+				return sent, err
+			}
+			var ids []int64
+			if !content.Empty() {
+				if ids, err = h.store.RecordDigestMails(ctx, dc, end, now); err != nil {
+					return sent, err
+				}
+				if err := h.enqueueNotices(ctx, ids); err != nil {
+					return sent, err
+				}
+			}
+			if err := h.store.FinishDigestDay(ctx, dc.ID, end, dc.Location, len(ids), now); err != nil {
+				return sent, err
+			}
+			sent += len(ids)
+		}
+		return sent, nil
+	})
+}
+
 // PrelockWarnings mails the owners whose account is a configured number of
 // days from its lock (policy.PrelockWarningDue decides), once per stage and
 // dormancy cycle. The mails are written to the outbox with their warning
@@ -245,11 +291,7 @@ func (h *Handlers) PrelockWarnings(ctx context.Context, t *asynq.Task) error {
 			if err != nil {
 				return 0, err
 			}
-			out := make([]outgoing, len(ids))
-			for i, id := range ids {
-				out[i] = outgoing{tasks.TypeEmailNotice, tasks.Email{MailID: id}}
-			}
-			if err := h.enqueue(ctx, out); err != nil {
+			if err := h.enqueueNotices(ctx, ids); err != nil {
 				return 0, err
 			}
 			if len(ids) > 0 {

@@ -49,9 +49,5 @@ func (h *Handlers) AccountUnlock(ctx context.Context, t *asynq.Task) error {
 	h.logger(ctx).Info("accounts unlocked", slog.String("company_id", p.CompanyID),
 		slog.Int64("actor_account_id", p.ActorAccountID), slog.Int("unlocked", len(res.Unlocked)),
 		slog.Time("deadline", res.Deadline), slog.Int("mails", len(res.NoticeMailIDs)))
-	out := make([]outgoing, len(res.NoticeMailIDs))
-	for i, id := range res.NoticeMailIDs {
-		out[i] = outgoing{tasks.TypeEmailNotice, tasks.Email{MailID: id}}
-	}
-	return h.enqueue(ctx, out)
+	return h.enqueueNotices(ctx, res.NoticeMailIDs)
 }

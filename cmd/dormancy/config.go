@@ -99,6 +99,7 @@ var envVars = []envVar{
 	{"SCHEDULE_SWEEP", defaultSpec(tasks.TypeMaintenanceSweep), "cron spec (UTC) of locking dormant accounts that did not try to log in"},
 	{"SCHEDULE_PRELOCK_WARNING", defaultSpec(tasks.TypeMaintenancePrelockWarning), "cron spec (UTC) of pre-lock warnings (sent from 09:00 company time)"},
 	{"SCHEDULE_RETENTION", defaultSpec(tasks.TypeMaintenanceRetention), "cron spec (UTC) of applying the RETENTION_* settings"},
+	{"SCHEDULE_DIGEST", defaultSpec(tasks.TypeMaintenanceDigest), "cron spec (UTC) of the daily digest job; hourly, so each opted-in company gets its digest in its own 09:00 hour"},
 	{"RETENTION_LOGIN_ATTEMPTS", "400d", "login attempts (with IP address and User-Agent) are deleted this long after they were made; 0 keeps them"},
 	{"RETENTION_MAIL_PERSONAL", "90d", "a sent mail's address, subject and bodies are cleared this long after it was written (the row stays as evidence); 0 keeps them"},
 	{"RETENTION_AUDIT_EVENTS", "400d", "audit events, and mail rows with them, are deleted this long after they happened (PCI DSS 10.5.1 asks for a year); 0 keeps them"},

@@ -22,6 +22,7 @@ var scheduleVars = []struct{ name, typ string }{
 	{"SCHEDULE_SWEEP", tasks.TypeMaintenanceSweep},
 	{"SCHEDULE_PRELOCK_WARNING", tasks.TypeMaintenancePrelockWarning},
 	{"SCHEDULE_RETENTION", tasks.TypeMaintenanceRetention},
+	{"SCHEDULE_DIGEST", tasks.TypeMaintenanceDigest},
 }
 
 // defaultSpec is job typ's spec in scheduler.DefaultJobs, so the
