@@ -19,7 +19,9 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -93,7 +95,11 @@ type Options struct {
 	// Without it their rows are refused: a mistyped company ID must not
 	// become a tenant.
 	CreateCompanies bool
-	CompanyLocale   policy.Locale
+	// Companies, when set, is told the companies named by the rows that
+	// passed the row checks (an unknown company among them), when the
+	// import is done.
+	Companies     func([]string)
+	CompanyLocale policy.Locale
 	// CompanyContact is the fallback contact of the companies it creates.
 	CompanyContact string
 	// Now is the clock for the audit trail; nil means time.Now.
@@ -113,6 +119,10 @@ type Summary struct {
 	Stale     int64
 	Rejected  int64
 }
+
+// maxCompanies bounds the companies a Summary names; a file naming more
+// is not an import of one platform's directory.
+const maxCompanies = 100_000
 
 // progressEvery is how many rows pass between read-phase reports.
 const progressEvery = 4096
@@ -149,6 +159,7 @@ func Run(ctx context.Context, store *postgres.Store, r io.Reader, o Options) (Su
 	defer im.Close()
 
 	var s Summary
+	companies := map[string]bool{}
 	report(Progress{Phase: PhaseRead, Total: o.Size})
 	for {
 		row, err := rows.next()
@@ -161,6 +172,9 @@ func Run(ctx context.Context, store *postgres.Store, r io.Reader, o Options) (Su
 		s.Rows++
 		if row.RejectField == "" {
 			row = refuseFuture(row, o.Now())
+		}
+		if row.RejectField == "" && len(companies) < maxCompanies {
+			companies[row.CompanyID] = true
 		}
 		if err := im.Add(row); err != nil {
 			return s, fmt.Errorf("importer: %w", err)
@@ -203,6 +217,9 @@ func Run(ctx context.Context, store *postgres.Store, r io.Reader, o Options) (Su
 		if err := im.Analyze(ctx); err != nil {
 			return s, fmt.Errorf("importer: %w", err)
 		}
+	}
+	if o.Companies != nil {
+		o.Companies(slices.Sorted(maps.Keys(companies)))
 	}
 	return s, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,8 @@ type bundle struct {
 	ctx   context.Context
 	store *postgres.Store
 	db    *sql.DB
+	// named is what the last run reported to Options.Companies.
+	named []string
 }
 
 func setup(t testing.TB) *bundle {
@@ -63,6 +66,7 @@ func (b *bundle) run(t testing.TB, path string, o importer.Options) (importer.Su
 	if o.Now == nil {
 		o.Now = func() time.Time { return importNow }
 	}
+	o.Companies = func(cos []string) { b.named = cos }
 	s, err := importer.Run(b.ctx, b.store, f, o)
 	if err != nil {
 		t.Fatalf("import: %v", err)
@@ -156,6 +160,9 @@ func TestImportHundredThousandRowsWithTenBroken(t *testing.T) {
 	want := importer.Summary{Rows: n, Created: n - 10, Rejected: 10}
 	if s != want {
 		t.Errorf("summary = %+v, want %+v", s, want)
+	}
+	if wantCos := slices.Sorted(slices.Values(append(slices.Clone(cos), "nowhere-co"))); !slices.Equal(b.named, wantCos) {
+		t.Errorf("companies named = %v, want %v", b.named, wantCos)
 	}
 	wantRejects := "line,field,reason\n" +
 		fmt.Sprintf("%d,created_at,\"want an RFC 3339 time (2026-04-01T09:30:00+09:00) or a date (2026-04-01), got \"\"2025-13-45\"\"\"\n", lines[101]) +

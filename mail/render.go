@@ -105,12 +105,23 @@ type DailyDigest struct {
 	EmployeeListURL                 string
 }
 
+// LockNotice tells an owner that the sweep locked the account after a
+// period without login, and how to get back in: an email ID through the
+// verification link its next login sends, a platform ID through an
+// administrator.
+type LockNotice struct {
+	Name           string
+	EmailID        bool
+	InactivityDays int
+	LoginURL       string
+}
+
 //go:embed templates
 var templateFS embed.FS
 
 // kinds name the templates, one per data type; each has a .subject, a .txt
 // and an .html file under templates/<locale>/.
-var kinds = []string{"verification", "dormant-login-alert", "unlocked", "admin-unlocked", "prelock-warning", "sweep-held", "daily-digest"}
+var kinds = []string{"verification", "dormant-login-alert", "unlocked", "admin-unlocked", "prelock-warning", "sweep-held", "daily-digest", "lock-notice"}
 
 var locales = []policy.Locale{policy.LocaleJA, policy.LocaleEN}
 
@@ -212,6 +223,16 @@ func kindOf(data any) (string, any, error) {
 		if d != nil {
 			return kindOf(*d)
 		}
+	case *LockNotice:
+		if d != nil {
+			return kindOf(*d)
+		}
+	case LockNotice:
+		var errs []string
+		if d.InactivityDays <= 0 {
+			errs = append(errs, "InactivityDays is not positive")
+		}
+		return "lock-notice", d, problems(errs)
 	case DailyDigest:
 		var errs []string
 		if d.Day.IsZero() {

@@ -48,7 +48,8 @@ func goldenData() map[string]any {
 			DaysLeft: 14,
 			LoginURL: "https://app.example.com/login",
 		},
-		"sweep-held": SweepHeld{Name: "佐藤 花子", WouldLock: 1180, Employed: 1250, InactivityDays: 1},
+		"sweep-held":  SweepHeld{Name: "佐藤 花子", WouldLock: 1180, Employed: 1250, InactivityDays: 1},
+		"lock-notice": LockNotice{Name: "山田 太郎", EmailID: true, InactivityDays: 90, LoginURL: "https://app.example.com/login"},
 		"daily-digest": DailyDigest{
 			Name: "佐藤 花子", Day: time.Date(2026, 11, 27, 9, 0, 0, 0, jst),
 			Locks:           []DigestLine{{Name: "山田 太郎", Department: "総務部", At: time.Date(2026, 11, 27, 3, 0, 0, 0, jst)}},

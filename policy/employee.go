@@ -35,6 +35,9 @@ type Company struct {
 	FallbackContact string
 	// Digest is who gets the daily digest; empty or DigestOff sends none.
 	Digest Digest
+	// NoticeOnLock tells an owner whose account the sweep locks how to get
+	// back in.
+	NoticeOnLock bool
 	// PlatformName names the host platform in the company's emails; empty
 	// leaves it to the worker's setting.
 	PlatformName string

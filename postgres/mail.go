@@ -25,6 +25,9 @@ const (
 	MailSweepHeld MailKind = "sweep_held"
 	// MailDailyDigest is a company's daily digest to one recipient.
 	MailDailyDigest MailKind = "daily_digest"
+	// MailLockNotice tells an owner the sweep locked the account, and how
+	// to get back in.
+	MailLockNotice MailKind = "lock_notice"
 )
 
 // MailStatus is where a mail stands.
@@ -150,6 +153,7 @@ type Mail struct {
 	// PlatformName is the company's name for the host platform, or "".
 	PlatformName string
 	// The account the mail is about.
+	IDKind     policy.IDKind
 	Name       string
 	LoginID    string
 	Department string
@@ -184,6 +188,7 @@ func (t *Tx) LockMail(ctx context.Context, id int64) (Mail, error) {
 		InactivityDays     int
 		PlatformName       string
 		Name               string
+		IDKind             string
 		LoginID            string
 		Department         string
 		AccountStatus      string
@@ -195,7 +200,7 @@ func (t *Tx) LockMail(ctx context.Context, id int64) (Mail, error) {
 	}
 	err := t.tx.NewRaw(`SELECT m.id, m.kind, m.status, m.company_id, m.account_id, m.recipient_account_id,
 			m.to_address, m.locale, m.idempotency_key, m.token_id, m.created_at,
-			c.time_zone, c.verification_ttl_seconds AS verification_ttl, c.inactivity_days, c.platform_name, a.name, a.login_id, a.department, a.status AS account_status,
+			c.time_zone, c.verification_ttl_seconds AS verification_ttl, c.inactivity_days, c.platform_name, a.name, a.id_kind, a.login_id, a.department, a.status AS account_status,
 			ra.status AS recipient_status, a.unlocked_until,
 			la.attempted_at, host(la.ip) AS ip, la.device_kind
 		FROM mails m
@@ -220,7 +225,7 @@ func (t *Tx) LockMail(ctx context.Context, id int64) (Mail, error) {
 		AccountID: r.AccountID, RecipientAccountID: r.RecipientAccountID.Int64, To: r.ToAddress,
 		Locale: policy.Locale(r.Locale), IdempotencyKey: r.IdempotencyKey, TokenID: r.TokenID.Int64,
 		CreatedAt: r.CreatedAt, Location: loc, VerificationTTL: time.Duration(r.VerificationTTL) * time.Second,
-		InactivityPeriod: time.Duration(r.InactivityDays) * 24 * time.Hour, PlatformName: r.PlatformName, Name: r.Name, LoginID: r.LoginID, Department: r.Department,
+		InactivityPeriod: time.Duration(r.InactivityDays) * 24 * time.Hour, PlatformName: r.PlatformName, Name: r.Name, IDKind: policy.IDKind(r.IDKind), LoginID: r.LoginID, Department: r.Department,
 		Retired: r.AccountStatus == "retired", RecipientRetired: r.RecipientStatus.String == "retired",
 		UnlockedUntil: r.UnlockedUntil.Time, AttemptedAt: r.AttemptedAt.Time,
 		Device: policy.DeviceKind(r.DeviceKind.String),

@@ -191,3 +191,52 @@ func (s *Store) RecordSweepHeld(ctx context.Context, h SweepHold, now time.Time)
 	}
 	return ids, nil
 }
+
+// LockNoticeKey is the idempotency key of the notice for one lock: the
+// account and the instant it was locked.
+func LockNoticeKey(accountID int64, lockedAt time.Time) string {
+	return fmt.Sprintf("%s:%d:%d", MailLockNotice, accountID, lockedAt.UnixMicro())
+}
+
+// RecordLockNotices writes, up to limit at a time, the notice of each
+// account the sweep locked at lockedAt that has an address, in companies
+// that asked for notices and whose notices no import paused. It returns
+// the mails written now; a notice written before is not written again.
+func (s *Store) RecordLockNotices(ctx context.Context, lockedAt time.Time, limit int) ([]int64, error) {
+	var ids []int64
+	err := s.db.NewRaw(`WITH due AS (
+			SELECT a.id, a.company_id, a.email, c.locale FROM `+accountsWithCompany+`
+			WHERE c.notice_on_lock AND NOT c.lock_notices_paused AND a.lock_state = 'locked' AND a.locked_at = ?0
+			  AND a.email IS NOT NULL AND a.status = 'active'
+			  AND NOT EXISTS (SELECT 1 FROM mails m WHERE m.idempotency_key = ?1 || ':' || a.id || ':' || ?2)
+			ORDER BY a.id LIMIT ?3
+		), m AS (
+			INSERT INTO mails (kind, company_id, account_id, to_address, locale, idempotency_key, created_at)
+			SELECT ?1, company_id, id, email, locale, ?1 || ':' || id || ':' || ?2, ?0 FROM due
+			ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)
+		SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM m`,
+		lockedAt, string(MailLockNotice), lockedAt.UnixMicro(), limit).Scan(ctx, pgdialect.Array(&ids))
+	if err != nil {
+		return nil, fmt.Errorf("postgres.RecordLockNotices: %w", err)
+	}
+	return ids, nil
+}
+
+// PauseLockNotices keeps the next sweep from sending lock notices in these
+// companies: an import's first sweep may lock half of them at once.
+func (s *Store) PauseLockNotices(ctx context.Context, companies []string) error {
+	_, err := s.db.NewRaw(`UPDATE companies SET lock_notices_paused = true WHERE notice_on_lock AND id = ANY(?)`,
+		pgdialect.Array(companies)).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres.PauseLockNotices: %w", err)
+	}
+	return nil
+}
+
+// ResumeLockNotices ends the pauses: called when a sweep is done.
+func (s *Store) ResumeLockNotices(ctx context.Context) error {
+	if _, err := s.db.NewRaw(`UPDATE companies SET lock_notices_paused = false WHERE lock_notices_paused`).Exec(ctx); err != nil {
+		return fmt.Errorf("postgres.ResumeLockNotices: %w", err)
+	}
+	return nil
+}

@@ -53,6 +53,7 @@ type companySettings struct {
 	FallbackContact        string
 	PlatformName           string
 	Digest                 string
+	NoticeOnLock           bool
 	HostVersion            int64
 }
 
@@ -79,6 +80,7 @@ func settingsOf(c policy.Company, t *tuning) companySettings {
 		FallbackContact:        c.FallbackContact,
 		PlatformName:           c.PlatformName,
 		Digest:                 string(c.Digest),
+		NoticeOnLock:           c.NoticeOnLock,
 	}
 	if s.Digest == "" {
 		s.Digest = string(policy.DigestOff)
@@ -107,6 +109,7 @@ func changedSettings(cur, want companySettings, t *tuning) []string {
 	add("fallback_contact", cur.FallbackContact != want.FallbackContact)
 	add("platform_name", cur.PlatformName != want.PlatformName)
 	add("digest", cur.Digest != want.Digest)
+	add("notice_on_lock", cur.NoticeOnLock != want.NoticeOnLock)
 	if t != nil {
 		add("alert_window_seconds", cur.AlertWindowSeconds != want.AlertWindowSeconds)
 		add("resend_interval_seconds", cur.ResendIntervalSeconds != want.ResendIntervalSeconds)
@@ -141,18 +144,18 @@ func syncCompany(ctx context.Context, db bun.IDB, c policy.Company, version int6
 	for range 3 {
 		var cur companySettings
 		err := db.NewRaw(`SELECT name, time_zone, inactivity_days, verification_ttl_seconds, alert_window_seconds,
-				resend_interval_seconds, locale, prelock_warning_days, fallback_contact, platform_name, digest, host_version
+				resend_interval_seconds, locale, prelock_warning_days, fallback_contact, platform_name, digest, notice_on_lock, host_version
 			FROM companies WHERE id = ? FOR UPDATE`, c.ID).Scan(ctx, &cur)
 		if errors.Is(err, sql.ErrNoRows) {
 			var id string
 			err = db.NewRaw(`INSERT INTO companies (id, name, time_zone, inactivity_days, verification_ttl_seconds,
 					alert_window_seconds, resend_interval_seconds, locale, prelock_warning_days, fallback_contact,
-					platform_name, digest, host_version, created_at, updated_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+					platform_name, digest, notice_on_lock, host_version, created_at, updated_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 				ON CONFLICT (id) DO NOTHING RETURNING id`,
 				c.ID, want.Name, want.TimeZone, want.InactivityDays, want.VerificationTTLSeconds,
 				want.AlertWindowSeconds, want.ResendIntervalSeconds, want.Locale, pgdialect.Array(want.PrelockWarningDays),
-				want.FallbackContact, want.PlatformName, want.Digest, version, o.at, o.at).Scan(ctx, &id)
+				want.FallbackContact, want.PlatformName, want.Digest, want.NoticeOnLock, version, o.at, o.at).Scan(ctx, &id)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue
 			}
@@ -182,11 +185,11 @@ func syncCompany(ctx context.Context, db bun.IDB, c policy.Company, version int6
 		// that an event older than it is refused later.
 		_, err = db.NewRaw(`UPDATE companies SET name = ?, time_zone = ?, inactivity_days = ?,
 				verification_ttl_seconds = ?, alert_window_seconds = ?, resend_interval_seconds = ?, locale = ?,
-				prelock_warning_days = ?, fallback_contact = ?, platform_name = ?, digest = ?, host_version = greatest(host_version, ?),
+				prelock_warning_days = ?, fallback_contact = ?, platform_name = ?, digest = ?, notice_on_lock = ?, host_version = greatest(host_version, ?),
 				updated_at = CASE WHEN ? THEN ?::timestamptz ELSE updated_at END
 			WHERE id = ?`,
 			want.Name, want.TimeZone, want.InactivityDays, want.VerificationTTLSeconds, want.AlertWindowSeconds,
-			want.ResendIntervalSeconds, want.Locale, pgdialect.Array(want.PrelockWarningDays), want.FallbackContact, want.PlatformName, want.Digest, version,
+			want.ResendIntervalSeconds, want.Locale, pgdialect.Array(want.PrelockWarningDays), want.FallbackContact, want.PlatformName, want.Digest, want.NoticeOnLock, version,
 			len(changed) > 0, o.at, c.ID).Exec(ctx)
 		if err != nil {
 			return "", err

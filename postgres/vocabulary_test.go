@@ -43,7 +43,7 @@ func TestVocabularyMatchesSchema(t *testing.T) {
 		goValues   []string
 	}{
 		{"mails_kind_check", str(postgres.MailVerification, postgres.MailDormantLoginAlert, postgres.MailUnlocked,
-			postgres.MailAdminUnlocked, postgres.MailPrelockWarning, postgres.MailSweepHeld, postgres.MailDailyDigest)},
+			postgres.MailAdminUnlocked, postgres.MailPrelockWarning, postgres.MailSweepHeld, postgres.MailDailyDigest, postgres.MailLockNotice)},
 		{"mails_status_check", str(postgres.MailPending, postgres.MailSent, postgres.MailFailed, postgres.MailDropped)},
 		{"login_attempts_method_check", str(policy.MethodPassword, policy.MethodRemembered, policy.MethodVerificationLink,
 			policy.MethodSSO, policy.MethodPasskey)},

@@ -85,6 +85,11 @@ type Company struct {
 	// "recipients" (the login notification recipients) get it at 09:00
 	// company time; "off" or absent sends none. Added in contract version 3.
 	Digest string `json:"digest,omitempty"`
+	// NoticeOnLock: when the sweep locks an account with an address, its
+	// owner is told how to get back in (the link flow for an email ID, the
+	// administrators for a platform ID). Off by default. Added in contract
+	// version 3.
+	NoticeOnLock bool `json:"notice_on_lock,omitempty"`
 
 	// explicitZero lists settings a JSON document set to 0 or "" rather
 	// than leaving out. Go callers cannot tell the two apart and get the
@@ -223,6 +228,7 @@ func (c *Company) PolicyCompany() (policy.Company, error) {
 		FallbackContact:    c.FallbackContact,
 		PlatformName:       c.PlatformName,
 		Digest:             digest,
+		NoticeOnLock:       c.NoticeOnLock,
 	}, nil
 }
 

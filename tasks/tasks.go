@@ -98,7 +98,7 @@ const MaxPayloadBytes = 64 << 10
 //
 // Version 3 added maintenance:* "spec", the account's exemption terms
 // (exempt_reason, exempt_granted_by, exempt_until) and the company's
-// "digest".
+// "digest" and "notice_on_lock".
 const PayloadVersion = 3
 
 // Contract is embedded in every payload: the contract version it was

@@ -16,11 +16,7 @@ import (
 func TestDailyDigest(t *testing.T) {
 	b := setup(t)
 	company := func(digest string) string {
-		co := b.newCompany(t)
-		if _, err := b.client.UpsertCompany(b.ctx, tasks.Company{CompanyID: co, Version: 2, Name: "Example", TimeZone: "Asia/Tokyo", Digest: digest}); err != nil {
-			t.Fatal(err)
-		}
-		return co
+		return b.companyWithSettings(t, tasks.Company{TimeZone: "Asia/Tokyo", Digest: digest})
 	}
 	on, off, quiet := company("administrators"), company(""), company("administrators")
 	admin, _ := b.account(t, accountOpts{company: on, admin: true, lastLogin: time.Hour, name: "管理 花子"})

@@ -258,6 +258,9 @@ func (h *Handlers) render(m postgres.Mail, token string, digest *postgres.Digest
 		data = mail.DailyDigest{Name: m.Name, Day: end.In(m.Location), Locks: lines(digest.Locks), Unlocks: lines(digest.Unlocks),
 			Relocks: lines(digest.Relocks), Alerts: lines(digest.Alerts), Upcoming: lines(digest.Upcoming),
 			EmployeeListURL: h.links.EmployeeList()}
+	case postgres.MailLockNotice:
+		data = mail.LockNotice{Name: m.Name, EmailID: m.IDKind == policy.IDKindEmail,
+			InactivityDays: int(m.InactivityPeriod / (24 * time.Hour)), LoginURL: h.links.Login()}
 	case postgres.MailSweepHeld:
 		wouldLock, employed, err := postgres.ParseSweepHeldKey(m.IdempotencyKey)
 		if err != nil {

@@ -40,6 +40,8 @@ type Handlers struct {
 	logins     *loginBatcher
 	retention  postgres.Retention
 	sweepGuard policy.SweepGuard
+	// lockNoticeRate is how many lock notices a second are queued.
+	lockNoticeRate int
 	// emailMaxRetry overrides the email tasks' retry count when > 0.
 	emailMaxRetry int
 }

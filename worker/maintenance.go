@@ -132,8 +132,45 @@ func (h *Handlers) SweepDormant(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return n, err
 		}
+		if err := h.lockNotices(ctx, now, p.Batch()); err != nil {
+			return n, err
+		}
 		return n, h.store.EndSweepHolds(ctx, held)
 	})
+}
+
+// lockNotices writes the notices of the accounts this sweep locked (in the
+// companies that asked) and queues them paced at Config.LockNoticeRate,
+// the mail provider's rate: on adoption day thousands may lock at once.
+// The pauses an import set end with this sweep.
+func (h *Handlers) lockNotices(ctx context.Context, lockedAt time.Time, limit int) error {
+	interval := time.Second / time.Duration(max(1, h.lockNoticeRate))
+	total := 0
+	for {
+		ids, err := h.store.RecordLockNotices(ctx, lockedAt, limit)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			t, err := tasks.NewEmailTask(tasks.TypeEmailNotice, tasks.Email{MailID: id})
+			if err != nil {
+				return err
+			}
+			tasks.Inject(ctx, t)
+			if _, err := h.queue.EnqueueContext(ctx, t, asynq.ProcessIn(time.Duration(total)*interval)); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+				return fmt.Errorf("worker: enqueue lock notice %d: %w", id, err)
+			}
+			total++
+		}
+		if len(ids) < limit {
+			break
+		}
+	}
+	if total > 0 {
+		h.logger(ctx).Info("lock notices scheduled", slog.Int("mails", total),
+			slog.Duration("over", time.Duration(total)*interval), slog.Int("per_second", max(1, h.lockNoticeRate)))
+	}
+	return h.store.ResumeLockNotices(ctx)
 }
 
 // guardSweep holds the companies the guard stops and returns those still

@@ -267,3 +267,17 @@ func column[T any](t *testing.T, b *testBundle, q string, args ...any) []T {
 	}
 	return out
 }
+
+// companyWithSettings creates a company through the host client with the
+// settings c gives (its id and version are filled in).
+func (b *testBundle) companyWithSettings(t *testing.T, c tasks.Company) string {
+	t.Helper()
+	c.CompanyID, c.Version = b.newCompany(t), 2
+	if c.Name == "" {
+		c.Name = "Example"
+	}
+	if _, err := b.client.UpsertCompany(b.ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	return c.CompanyID
+}

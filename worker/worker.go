@@ -6,6 +6,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -74,6 +75,9 @@ type Config struct {
 	// SweepGuard holds a sweep that would lock a company wholesale; the
 	// zero value holds nothing (cmd/dormancy fills policy.DefaultSweepGuard).
 	SweepGuard policy.SweepGuard
+	// LockNoticeRate paces the notices of one sweep, per second: the mail
+	// provider's limit (Resend allows 2 by default). 0 means 2.
+	LockNoticeRate int
 	// Trace records spans of the handlers' Redis commands (redisotel);
 	// the caller turns the store's on (postgres.Store.Trace) and sets the
 	// global tracer provider. The task spans themselves follow the global
@@ -193,10 +197,11 @@ func NewHandlers(cfg Config) *Handlers {
 		helpURL:    cfg.HelpURL,
 		metrics:    cfg.Metrics,
 		// Two lanes keep one statement in flight while the next batch fills.
-		logins:        newLoginBatcher(cfg.Store, 2, 64),
-		emailMaxRetry: cfg.EmailMaxRetry,
-		retention:     cfg.Retention,
-		sweepGuard:    cfg.SweepGuard,
+		logins:         newLoginBatcher(cfg.Store, 2, 64),
+		emailMaxRetry:  cfg.EmailMaxRetry,
+		retention:      cfg.Retention,
+		sweepGuard:     cfg.SweepGuard,
+		lockNoticeRate: cmp.Or(cfg.LockNoticeRate, 2),
 	}
 }
 

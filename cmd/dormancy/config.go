@@ -51,10 +51,11 @@ type Config struct {
 	WorkerTaskCheckInterval time.Duration
 	WorkerShutdownTimeout   time.Duration
 	// Retry is the workers' backoff (RETRY_BASE, RETRY_MAX, RETRY_BACKOFF).
-	Retry         worker.RetryPolicy
-	EmailMaxRetry int
-	Retention     postgres.Retention
-	SweepGuard    policy.SweepGuard
+	Retry          worker.RetryPolicy
+	EmailMaxRetry  int
+	Retention      postgres.Retention
+	SweepGuard     policy.SweepGuard
+	LockNoticeRate int
 
 	// Jobs are the scheduler's maintenance jobs (SCHEDULE_*, MAINTENANCE_*).
 	Jobs []scheduler.Job
@@ -104,6 +105,7 @@ var envVars = []envVar{
 	{"RETENTION_MAIL_PERSONAL", "90d", "a sent mail's address, subject and bodies are cleared this long after it was written (the row stays as evidence); 0 keeps them"},
 	{"RETENTION_AUDIT_EVENTS", "400d", "audit events, and mail rows with them, are deleted this long after they happened (PCI DSS 10.5.1 asks for a year); 0 keeps them"},
 	{"SWEEP_GUARD_SHARE", "0.25", "a sweep that would lock more than this share of a company's employees (and more than SWEEP_GUARD_MIN) locks nobody there until confirmed; 0 turns the guard off"},
+	{"LOCK_NOTICE_RATE", "2", "lock notices queued per second after a sweep (the mail provider's rate; Resend allows 2 by default)"},
 	{"SWEEP_GUARD_MIN", "50", "the guard holds a company's sweep only when it would lock more than this many accounts"},
 	{"MAINTENANCE_MAX_RETRY", "3", "retries of a failed maintenance run before it is archived"},
 	{"MAINTENANCE_BATCH_SIZE", "10000", "rows one maintenance statement changes"},
@@ -288,6 +290,11 @@ func loadConfig(getenv func(string) string, reads func(section string) bool) (*C
 		bad("SWEEP_GUARD_SHARE", fmt.Errorf("want a share from 0 (off) to 1, such as 0.25, got %q", get("SWEEP_GUARD_SHARE")))
 	} else {
 		c.SweepGuard.Share = f
+	}
+	if n, err := strconv.Atoi(get("LOCK_NOTICE_RATE")); err != nil || n < 1 || n > 10000 {
+		bad("LOCK_NOTICE_RATE", fmt.Errorf("want a number of emails a second from 1 to 10000, got %q", get("LOCK_NOTICE_RATE")))
+	} else {
+		c.LockNoticeRate = n
 	}
 	if n, err := strconv.Atoi(get("SWEEP_GUARD_MIN")); err != nil || n < 0 {
 		bad("SWEEP_GUARD_MIN", fmt.Errorf("want a number of accounts from 0 up, got %q", get("SWEEP_GUARD_MIN")))

@@ -111,7 +111,7 @@ func runDev(ctx context.Context, cfg *Config, log *slog.Logger, watch watches, s
 		TokenSecret: tokenSecret, PlatformName: cfg.PlatformName, HelpURL: cfg.HelpURL,
 		Redis: cfg.Redis, Store: store, Sender: mail.NewDev(log), Links: worker.Links{Base: cfg.PublicBaseURL},
 		Concurrency: cfg.WorkerConcurrency, TaskCheckInterval: cfg.WorkerTaskCheckInterval,
-		ShutdownTimeout: 5 * time.Second, Retry: cfg.Retry, EmailMaxRetry: cfg.EmailMaxRetry, Retention: cfg.Retention, SweepGuard: cfg.SweepGuard,
+		ShutdownTimeout: 5 * time.Second, Retry: cfg.Retry, EmailMaxRetry: cfg.EmailMaxRetry, Retention: cfg.Retention, SweepGuard: cfg.SweepGuard, LockNoticeRate: cfg.LockNoticeRate,
 		Logger: log, Now: clock.Now, RedisWatch: watch.redis, Trace: cfg.tracing(),
 	})
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 	"github.com/dormancy/dormancy/tasks"
 )
 
-const importUsage = `usage: dormancy import [-format csv|jsonl] [-rejects FILE] [-create-companies [-fallback-contact TEXT]] [-batch N] [-accept-rejects] FILE
+const importUsage = `usage: dormancy import [-format csv|jsonl] [-rejects FILE] [-create-companies [-fallback-contact TEXT]] [-batch N] [-accept-rejects] [-lock-notices] FILE
 
 Loads employees from FILE (CSV with a header row, or JSON Lines; "-" reads
 standard input) into the companies they name, which must exist unless
@@ -23,7 +23,9 @@ standard input) into the companies they name, which must exist unless
 FILE.rejects.csv) with line, field and reason; the file is written only when
 a row was refused, and the command then exits 3 (-accept-rejects: 0).
 Running the same file again changes nothing. Nobody is emailed and nothing
-is locked: the dormancy sweep locks accounts that arrive dormant.
+is locked: the dormancy sweep locks accounts that arrive dormant. In the
+companies that asked for lock notices, that first sweep sends none unless
+-lock-notices is given.
 `
 
 // runImport is `dormancy import`. Progress goes to stderr (a bar on a
@@ -38,6 +40,7 @@ func runImport(ctx context.Context, cfg *Config, args []string, stdout, stderr i
 	contact := fs.String("fallback-contact", "", "with -create-companies: whom a locked user asks when no administrator of a created company can act")
 	createCompanies := fs.Bool("create-companies", false, "create unknown companies with default settings (locale DEFAULT_LOCALE) instead of refusing their rows")
 	acceptRejects := fs.Bool("accept-rejects", false, "exit 0 even when rows were rejected")
+	lockNotices := fs.Bool("lock-notices", false, "let the next sweep send lock notices for the accounts it locks in these companies")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -100,10 +103,11 @@ func runImport(ctx context.Context, cfg *Config, args []string, stdout, stderr i
 	defer store.Close()
 	fmt.Fprintf(stderr, "import %s into %s\n", path, redacted(cfg.DatabaseURL))
 
+	var named []string
 	opts := importer.Options{
 		Format: format, Rejects: rejects, BatchSize: *batch, Size: size,
 		CreateCompanies: *createCompanies, CompanyLocale: cfg.DefaultLocale,
-		CompanyContact: *contact,
+		CompanyContact: *contact, Companies: func(cos []string) { named = cos },
 	}
 	var bar *importer.Bar
 	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
@@ -121,6 +125,11 @@ func runImport(ctx context.Context, cfg *Config, args []string, stdout, stderr i
 	}
 	if err := rejects.Close(); err != nil {
 		return fmt.Errorf("import: rejects file: %w", err)
+	}
+	if !*lockNotices {
+		if err := store.PauseLockNotices(ctx, named); err != nil {
+			return fmt.Errorf("import %s: %w", path, err)
+		}
 	}
 	if s.Rejected > 0 {
 		if err := os.Rename(rejects.Name(), *rejectsPath); err != nil {

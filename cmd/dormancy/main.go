@@ -37,7 +37,7 @@ commands:
   apikey list|revoke ID   list the keys with their scope; revoke one
   migrate up|down|status  apply, roll back or list the database migrations
   import [-format csv|jsonl] [-rejects FILE] [-create-companies [-fallback-contact TEXT]]
-         [-batch N] [-accept-rejects] FILE
+         [-batch N] [-accept-rejects] [-lock-notices] FILE
                           load employees from a CSV or JSON Lines file; exit 3 when
                           rows were rejected (listed in FILE.rejects.csv)
   report -company ID [-format json|csv] [-out FILE] [-since T] [-until T]
@@ -168,7 +168,7 @@ func runWorker(ctx context.Context, cfg *Config, log *slog.Logger, watch watches
 		Redis: cfg.Redis, Store: store, Sender: sender, Links: worker.Links{Base: cfg.PublicBaseURL},
 		Concurrency: cfg.WorkerConcurrency, TaskCheckInterval: cfg.WorkerTaskCheckInterval,
 		ShutdownTimeout: cfg.WorkerShutdownTimeout,
-		Retry:           cfg.Retry, EmailMaxRetry: cfg.EmailMaxRetry, Retention: cfg.Retention, SweepGuard: cfg.SweepGuard,
+		Retry:           cfg.Retry, EmailMaxRetry: cfg.EmailMaxRetry, Retention: cfg.Retention, SweepGuard: cfg.SweepGuard, LockNoticeRate: cfg.LockNoticeRate,
 		Logger: log, RedisWatch: watch.redis, Trace: cfg.tracing(),
 	})
 	if err != nil {
