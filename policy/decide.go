@@ -162,8 +162,9 @@ func decideBeforeLock(a Account, p Policy, m Method, now time.Time) Decision {
 // with the employee-management permission that Decide would let in by an
 // interactive login now (not locked, not past a lapsed unlock, not dormant
 // enough for the next sweep to lock). Only such administrators are listed
-// on a platform ID's lock message and accepted as the actor of an unlock.
-// postgres.administratorCanAct is its SQL twin.
+// on a platform ID's lock message, accepted as the actor of an unlock, and
+// told of a held sweep. It has no SQL twin: the store loads the candidates
+// and asks this function.
 func CanAct(e Employee, p Policy, now time.Time) bool {
 	return e.CanManageEmployees && Decide(e.Account, p, MethodPassword, now).Outcome == OutcomeAllow
 }
