@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"github.com/hibiken/asynq"
 
@@ -21,6 +22,8 @@ import (
 type outgoing struct {
 	typ   string
 	email tasks.Email
+	// after delays the task, to pace mail a provider would refuse in bulk.
+	after time.Duration
 }
 
 // LoginAttempt records an attempt and acts on the decision: it moves the
@@ -112,7 +115,7 @@ func (h *Handlers) LoginAttempt(ctx context.Context, t *asynq.Task) error {
 				if err != nil {
 					return err
 				}
-				out = append(out, outgoing{tasks.TypeEmailAlert, tasks.Email{MailID: id}})
+				out = append(out, outgoing{typ: tasks.TypeEmailAlert, email: tasks.Email{MailID: id}})
 			}
 		}
 		return nil
@@ -162,7 +165,7 @@ func (h *Handlers) issueVerification(ctx context.Context, tx *postgres.Tx, e pol
 		OccurredAt: now, Detail: map[string]any{"token_id": tokenID, "attempt_id": attemptID, "mail_id": mailID},
 	})
 	// The task names the token; its email derives it when rendered.
-	return outgoing{tasks.TypeEmailVerification, tasks.Email{MailID: mailID, TokenID: tokenID}}, err
+	return outgoing{typ: tasks.TypeEmailVerification, email: tasks.Email{MailID: mailID, TokenID: tokenID}}, err
 }
 
 // requeueAttemptMail hands an attempt's pending mails to the queue again.
@@ -191,7 +194,7 @@ func (h *Handlers) requeueAttemptMail(ctx context.Context, tx *postgres.Tx, e po
 			}
 			out = append(out, o)
 		case postgres.MailDormantLoginAlert:
-			out = append(out, outgoing{tasks.TypeEmailAlert, tasks.Email{MailID: m.ID}})
+			out = append(out, outgoing{typ: tasks.TypeEmailAlert, email: tasks.Email{MailID: m.ID}})
 		}
 	}
 	return out, nil
@@ -215,7 +218,7 @@ func (h *Handlers) taskExists(queue, id string) (bool, error) {
 func (h *Handlers) enqueueNotices(ctx context.Context, ids []int64) error {
 	out := make([]outgoing, len(ids))
 	for i, id := range ids {
-		out[i] = outgoing{tasks.TypeEmailNotice, tasks.Email{MailID: id}}
+		out[i] = outgoing{typ: tasks.TypeEmailNotice, email: tasks.Email{MailID: id}}
 	}
 	return h.enqueue(ctx, out)
 }
@@ -229,6 +232,9 @@ func (h *Handlers) enqueue(ctx context.Context, out []outgoing) error {
 		var opts []asynq.Option
 		if h.emailMaxRetry > 0 {
 			opts = append(opts, asynq.MaxRetry(h.emailMaxRetry))
+		}
+		if o.after > 0 {
+			opts = append(opts, asynq.ProcessIn(o.after))
 		}
 		tasks.Inject(ctx, t)
 		if _, err := h.queue.EnqueueContext(ctx, t, opts...); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {

@@ -144,31 +144,28 @@ func (h *Handlers) SweepDormant(ctx context.Context, t *asynq.Task) error {
 // the mail provider's rate: on adoption day thousands may lock at once.
 // The pauses an import set end with this sweep.
 func (h *Handlers) lockNotices(ctx context.Context, lockedAt time.Time, limit int) error {
-	interval := time.Second / time.Duration(max(1, h.lockNoticeRate))
+	interval := time.Second / time.Duration(h.lockNoticeRate)
 	total := 0
 	for {
 		ids, err := h.store.RecordLockNotices(ctx, lockedAt, limit)
 		if err != nil {
 			return err
 		}
-		for _, id := range ids {
-			t, err := tasks.NewEmailTask(tasks.TypeEmailNotice, tasks.Email{MailID: id})
-			if err != nil {
-				return err
-			}
-			tasks.Inject(ctx, t)
-			if _, err := h.queue.EnqueueContext(ctx, t, asynq.ProcessIn(time.Duration(total)*interval)); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-				return fmt.Errorf("worker: enqueue lock notice %d: %w", id, err)
-			}
-			total++
+		out := make([]outgoing, len(ids))
+		for i, id := range ids {
+			out[i] = outgoing{typ: tasks.TypeEmailNotice, email: tasks.Email{MailID: id}, after: time.Duration(total+i) * interval}
 		}
+		if err := h.enqueue(ctx, out); err != nil {
+			return err
+		}
+		total += len(ids)
 		if len(ids) < limit {
 			break
 		}
 	}
 	if total > 0 {
 		h.logger(ctx).Info("lock notices scheduled", slog.Int("mails", total),
-			slog.Duration("over", time.Duration(total)*interval), slog.Int("per_second", max(1, h.lockNoticeRate)))
+			slog.Duration("over", time.Duration(total)*interval), slog.Int("per_second", h.lockNoticeRate))
 	}
 	return h.store.ResumeLockNotices(ctx)
 }
@@ -428,13 +425,13 @@ func (h *Handlers) requeueStale(ctx context.Context, ms []postgres.StaleMail) er
 				return err
 			}
 		case m.Kind == postgres.MailDormantLoginAlert:
-			out = append(out, outgoing{tasks.TypeEmailAlert, tasks.Email{MailID: m.ID}})
+			out = append(out, outgoing{typ: tasks.TypeEmailAlert, email: tasks.Email{MailID: m.ID}})
 		case m.Kind == postgres.MailVerification:
 			// Its attempt is gone, so the link cannot be re-issued the way
 			// the attempt would; it is dropped once the link dies.
 			h.logger(ctx).Warn("pending verification mail without attempt", slog.Int64("mail_id", m.ID))
 		default:
-			out = append(out, outgoing{tasks.TypeEmailNotice, tasks.Email{MailID: m.ID}})
+			out = append(out, outgoing{typ: tasks.TypeEmailNotice, email: tasks.Email{MailID: m.ID}})
 		}
 	}
 	if len(out) > 0 {
