@@ -45,28 +45,30 @@ type SweepHold struct {
 	ConfirmedBy string    `json:"confirmed_by,omitempty"`
 }
 
-// HoldSweep holds the company's sweep, reporting whether the hold is new
-// (and so its alerts are due) and whether a confirmation lets the sweep
-// proceed. A hold already there keeps its first figures.
-func (s *Store) HoldSweep(ctx context.Context, c SweepCount, now time.Time) (fresh, confirmed bool, err error) {
+// HoldSweep holds the company's sweep and returns the hold, reporting
+// whether it is new (and so its alerts are due). A hold already there
+// keeps its first figures; a confirmed one (ConfirmedAt set) lets the
+// sweep proceed.
+func (s *Store) HoldSweep(ctx context.Context, c SweepCount, now time.Time) (h SweepHold, fresh bool, err error) {
 	var rows []struct {
-		Fresh     bool
-		Confirmed bool
+		SweepHold
+		Fresh bool
 	}
 	err = s.db.NewRaw(`WITH ins AS (
 			INSERT INTO sweep_holds (company_id, would_lock, employed, held_at) VALUES (?, ?, ?, ?)
-			ON CONFLICT (company_id) DO NOTHING RETURNING true AS fresh, false AS confirmed)
-		SELECT fresh, confirmed FROM ins
+			ON CONFLICT (company_id) DO NOTHING RETURNING company_id, would_lock, employed, held_at, confirmed_at, confirmed_by)
+		SELECT *, true AS fresh FROM ins
 		UNION ALL
-		SELECT false, confirmed_at IS NOT NULL FROM sweep_holds WHERE company_id = ? AND NOT EXISTS (SELECT 1 FROM ins)`,
+		SELECT company_id, would_lock, employed, held_at, confirmed_at, confirmed_by, false FROM sweep_holds
+		WHERE company_id = ? AND NOT EXISTS (SELECT 1 FROM ins)`,
 		c.CompanyID, c.WouldLock, c.Employed, now, c.CompanyID).Scan(ctx, &rows)
 	if err != nil {
-		return false, false, fmt.Errorf("postgres.HoldSweep(%q): %w", c.CompanyID, err)
+		return h, false, fmt.Errorf("postgres.HoldSweep(%q): %w", c.CompanyID, err)
 	}
 	if len(rows) == 0 { // held by a transaction that committed after this statement began
-		return false, false, nil
+		return SweepHold{CompanyID: c.CompanyID, WouldLock: c.WouldLock, Employed: c.Employed, HeldAt: now}, false, nil
 	}
-	return rows[0].Fresh, rows[0].Confirmed, nil
+	return rows[0].SweepHold, rows[0].Fresh, nil
 }
 
 // EndSweepHolds removes the holds a sweep is done with: confirmed ones,

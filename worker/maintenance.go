@@ -182,12 +182,12 @@ func (h *Handlers) guardSweep(ctx context.Context, now time.Time) ([]string, err
 		if !h.sweepGuard.Holds(c.WouldLock, c.Employed) {
 			continue
 		}
-		fresh, confirmed, err := h.store.HoldSweep(ctx, c, now)
+		hold, fresh, err := h.store.HoldSweep(ctx, c, now)
 		if err != nil {
 			return nil, err
 		}
 		held = append(held, c.CompanyID)
-		if confirmed {
+		if !hold.ConfirmedAt.IsZero() {
 			h.logger(ctx).Info("sweep proceeds: confirmed", slog.String("company_id", c.CompanyID), slog.Int("would_lock", c.WouldLock))
 			continue
 		}
@@ -196,10 +196,6 @@ func (h *Handlers) guardSweep(ctx context.Context, now time.Time) ([]string, err
 		}
 		h.logger(ctx).Error("sweep held: it would lock too many accounts; confirm with dormancy sweep confirm or the API",
 			slog.String("company_id", c.CompanyID), slog.Int("would_lock", c.WouldLock), slog.Int("employed", c.Employed))
-		hold, _, err := h.store.SweepHoldOf(ctx, c.CompanyID)
-		if err != nil {
-			return nil, err
-		}
 		ids, err := h.store.RecordSweepHeld(ctx, hold, now)
 		if err != nil {
 			return nil, err
