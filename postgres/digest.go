@@ -42,8 +42,9 @@ type DigestItem struct {
 	At         time.Time
 }
 
-// DigestContent is what a company's digest for the day ending at end says.
+// DigestContent is what a company's digest for the day ending at End says.
 type DigestContent struct {
+	End                             time.Time
 	Locks, Unlocks, Relocks, Alerts []DigestItem
 	// Upcoming are the accounts that turn dormant in the 7 days after end.
 	Upcoming []DigestItem
@@ -61,7 +62,7 @@ const digestLimit = 50
 // the events of that day and the accounts the sweep would lock in the
 // week after end (the sweep's own rule, sqlSweepable, at each instant).
 func (s *Store) Digest(ctx context.Context, companyID string, end time.Time) (DigestContent, error) {
-	var c DigestContent
+	c := DigestContent{End: end}
 	var events []struct {
 		Kind, Name, Department, LoginID string
 		OccurredAt                      time.Time

@@ -244,9 +244,8 @@ func (h *Handlers) render(m postgres.Mail, token string, digest *postgres.Digest
 			DaysLeft: max(0, policy.DaysLeft(m.CreatedAt, lockAt, m.Location)),
 		}
 	case postgres.MailDailyDigest:
-		end, err := postgres.ParseDigestKey(m.IdempotencyKey)
-		if err != nil || digest == nil {
-			return mail.Message{}, fmt.Errorf("worker: mail %d: digest of %q: %v", m.ID, m.IdempotencyKey, err)
+		if digest == nil {
+			return mail.Message{}, fmt.Errorf("worker: mail %d: digest not read", m.ID)
 		}
 		lines := func(items []postgres.DigestItem) []mail.DigestLine {
 			out := make([]mail.DigestLine, len(items))
@@ -255,7 +254,7 @@ func (h *Handlers) render(m postgres.Mail, token string, digest *postgres.Digest
 			}
 			return out
 		}
-		data = mail.DailyDigest{Name: m.Name, Day: end.In(m.Location), Locks: lines(digest.Locks), Unlocks: lines(digest.Unlocks),
+		data = mail.DailyDigest{Name: m.Name, Day: digest.End.In(m.Location), Locks: lines(digest.Locks), Unlocks: lines(digest.Unlocks),
 			Relocks: lines(digest.Relocks), Alerts: lines(digest.Alerts), Upcoming: lines(digest.Upcoming),
 			EmployeeListURL: h.links.EmployeeList()}
 	case postgres.MailLockNotice:
