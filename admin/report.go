@@ -60,7 +60,7 @@ func (s *Server) apiReport(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 	}}
-	if err := report.Write(r.Context(), s.store, companyID, out, o); err != nil {
+	if _, err := report.Write(r.Context(), s.store, companyID, out, o); err != nil {
 		if !out.started {
 			writeError(w, toAPIError(err))
 			return

@@ -153,22 +153,24 @@ type Header struct {
 	SweepHold *postgres.SweepHold `json:"sweep_hold,omitempty"`
 }
 
-// Write writes the report of companyID to w. An unknown company is
-// postgres.ErrNotFound, before anything is written.
-func Write(ctx context.Context, store *postgres.Store, companyID string, w io.Writer, o Options) error {
+// Write writes the report of companyID to w and returns how many accounts
+// it holds. An unknown company is postgres.ErrNotFound, before anything is
+// written.
+func Write(ctx context.Context, store *postgres.Store, companyID string, w io.Writer, o Options) (int, error) {
 	co, sum, err := store.Report(ctx, companyID, o.Now, o.Since, o.Until)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	hold, held, err := store.SweepHoldOf(ctx, companyID)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	progress := o.Progress
 	if progress == nil {
 		progress = func(int, int) {}
 	}
 	n := 0
+	// each writes every account's row; n counts those written before.
 	each := func(write func(Row) error) error {
 		err := store.ReportAccounts(ctx, companyID, func(e policy.Employee) error {
 			if err := write(RowOf(e, co.Policy, o.Now)); err != nil {
@@ -186,52 +188,47 @@ func Write(ctx context.Context, store *postgres.Store, companyID string, w io.Wr
 	case CSV:
 		cw := csv.NewWriter(w)
 		if err := cw.Write(columns); err != nil {
-			return err
+			return n, err
 		}
 		if err := each(func(r Row) error { return cw.Write(r.record()) }); err != nil {
-			return err
+			return n, err
 		}
 		cw.Flush()
-		return cw.Error()
+		return n, cw.Error()
 	case JSON, "":
-		head, err := json.Marshal(Header{
+		header := Header{
 			CompanyID: co.ID, CompanyName: co.Name, TimeZone: co.Policy.Location.String(),
 			InactivityDays: int(co.Policy.InactivityPeriod / (24 * time.Hour)),
 			GeneratedAt:    o.Now, Since: o.Since, Until: o.Until, Summary: sum,
-		}.withHold(hold, held))
+		}
+		if held {
+			header.SweepHold = &hold
+		}
+		head, err := json.Marshal(header)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		// {"company_id":…,"summary":{…},"accounts":[ rows ]}
 		if _, err := fmt.Fprintf(w, "%s,\"accounts\":[", head[:len(head)-1]); err != nil {
-			return err
+			return 0, err
 		}
-		first := true
 		if err := each(func(r Row) error {
 			b, err := json.Marshal(r)
 			if err != nil {
 				return err
 			}
-			if !first {
+			if n > 0 {
 				if _, err := io.WriteString(w, ",\n"); err != nil {
 					return err
 				}
 			}
-			first = false
 			_, err = w.Write(b)
 			return err
 		}); err != nil {
-			return err
+			return n, err
 		}
 		_, err = io.WriteString(w, "]}\n")
-		return err
+		return n, err
 	}
-	return fmt.Errorf("report: unknown format %q (want json or csv)", o.Format)
-}
-
-func (h Header) withHold(hold postgres.SweepHold, held bool) Header {
-	if held {
-		h.SweepHold = &hold
-	}
-	return h
+	return 0, fmt.Errorf("report: unknown format %q (want json or csv)", o.Format)
 }

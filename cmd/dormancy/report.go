@@ -76,15 +76,8 @@ func runReport(ctx context.Context, cfg *Config, args []string, stdout, stderr i
 			_ = bar.Set(done)
 		}
 	}
-	written := 0
-	progress := o.Progress
-	o.Progress = func(done, total int) {
-		written = done
-		if progress != nil {
-			progress(done, total)
-		}
-	}
-	if err := report.Write(ctx, store, *company, w, o); err != nil {
+	written, err := report.Write(ctx, store, *company, w, o)
+	if err != nil {
 		return fmt.Errorf("report %s: %w", *company, err)
 	}
 	if bar != nil {
