@@ -3,7 +3,6 @@ package bench
 import (
 	"bufio"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -40,16 +39,6 @@ func build(b *testing.B, pkg string) string {
 // serviceEnv is the benchmark's database and Redis DB for a process.
 func serviceEnv(extra ...string) []string {
 	return append(append(os.Environ(), "DATABASE_URL="+testenv.DSN(), "REDIS_URL="+testenv.RedisURL(), "LOG_LEVEL=error"), extra...)
-}
-
-// freeAddr is a local address nothing listens on right now.
-func freeAddr(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // importCompany loads a company of n active platform-ID employees through
@@ -190,7 +179,7 @@ func BenchmarkHostAPI(b *testing.B) {
 	}
 	key := strings.TrimSpace(string(out))
 
-	adminAddr, bareAddr := freeAddr(b), freeAddr(b)
+	adminAddr, bareAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(b)), fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(b))
 	admin := exec.Command(dormancy, "admin")
 	admin.Env = serviceEnv("ADMIN_ADDR="+adminAddr, "ADMIN_THROTTLE_ATTEMPTS=10000")
 	startServer(b, admin, "http://"+adminAddr)

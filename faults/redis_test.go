@@ -3,7 +3,6 @@ package faults
 import (
 	"context"
 	"fmt"
-	"net"
 	"os/exec"
 	"strconv"
 	"syscall"
@@ -11,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/dormancy/dormancy/internal/testenv"
 )
 
 // redisServer is a redis-server of the test's own on a free port of
@@ -37,7 +38,7 @@ func startRedis(t *testing.T, persist bool) *redisServer {
 	}
 	dir := t.TempDir()
 	for try := 0; ; try++ {
-		port := freePort(t)
+		port := testenv.FreePort(t)
 		r := &redisServer{port: port, persist: persist, args: []string{
 			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 			"--save", "", "--daemonize", "no", "--logfile", "", "--loglevel", "warning",
@@ -56,17 +57,6 @@ func startRedis(t *testing.T, persist bool) *redisServer {
 			t.Fatal(err)
 		}
 	}
-}
-
-// freePort returns a port of 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func (r *redisServer) start() error {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,17 +12,9 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
-)
 
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+	"github.com/dormancy/dormancy/internal/testenv"
+)
 
 func startProcess(t *testing.T, name string, args ...string) {
 	t.Helper()
@@ -42,7 +33,7 @@ func TestRedisSentinelWithPassword(t *testing.T) {
 		t.Skip("redis-server is not installed")
 	}
 	dir := t.TempDir()
-	master := freeTCPPort(t)
+	master := testenv.FreePort(t)
 	startProcess(t, "redis-server", "--port", strconv.Itoa(master), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--requirepass", "master-secret", "--dir", dir)
 	for _, c := range []struct {
@@ -53,7 +44,7 @@ func TestRedisSentinelWithPassword(t *testing.T) {
 		{"Sentinels without one", "", "master-secret", "none"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			port := freeTCPPort(t)
+			port := testenv.FreePort(t)
 			conf := fmt.Sprintf("port %d\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 %d 1\nsentinel auth-pass mymaster master-secret\n", port, master)
 			if c.sentinelAuth != "" {
 				conf += "requirepass " + c.sentinelAuth + "\n"

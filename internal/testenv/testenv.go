@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"strconv"
@@ -219,3 +220,15 @@ func UniqueID(prefix string) string {
 
 // TokenSecret is the verification-token secret the tests' workers share.
 var TokenSecret = []byte("dormancy-test-verification-token-secret-0123456789")
+
+// FreePort is a port of 127.0.0.1 that was free a moment ago, for a server
+// a test starts (a Redis, a Sentinel, an admin process).
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
