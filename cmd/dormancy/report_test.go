@@ -19,16 +19,8 @@ import (
 // dormancy report writes the company's report to -out in the format asked,
 // one line per account, and refuses bad flags as usage errors.
 func TestReportCommand(t *testing.T) {
-	dsn := testenv.NewDatabase(t)
 	ctx := context.Background()
-	store, err := postgres.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	if err := store.UpsertCompany(ctx, postgres.CompanyRecord{ID: "co-report", Name: "報告"}); err != nil {
-		t.Fatal(err)
-	}
+	dsn, store := commandDatabase(t, postgres.CompanyRecord{ID: "co-report", Name: "報告"})
 	for i, last := range []time.Duration{24 * time.Hour, 200 * 24 * time.Hour} {
 		if _, err := store.UpsertAccount(ctx, postgres.AccountRecord{CompanyID: "co-report", LoginID: []string{"a", "b"}[i], IDKind: policy.IDKindPlatform,
 			Name: "n", CreatedAt: time.Now().AddDate(-1, 0, 0), LastLoginAt: time.Now().Add(-last)}); err != nil {
@@ -66,16 +58,8 @@ func TestReportCommand(t *testing.T) {
 // dormancy account export prints the account's data; erase refuses an
 // employed account and erases a retired one.
 func TestAccountCommand(t *testing.T) {
-	dsn := testenv.NewDatabase(t)
 	ctx := context.Background()
-	store, err := postgres.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	if err := store.UpsertCompany(ctx, postgres.CompanyRecord{ID: "co-person"}); err != nil {
-		t.Fatal(err)
-	}
+	dsn, store := commandDatabase(t, postgres.CompanyRecord{ID: "co-person"})
 	if _, err := store.UpsertAccount(ctx, postgres.AccountRecord{CompanyID: "co-person", LoginID: "hanako", IDKind: policy.IDKindPlatform,
 		Name: "山田 花子", CreatedAt: time.Now().AddDate(-1, 0, 0)}); err != nil {
 		t.Fatal(err)
@@ -102,4 +86,20 @@ func TestAccountCommand(t *testing.T) {
 			t.Errorf("%v: %v, want a usage error", args, err)
 		}
 	}
+}
+
+// commandDatabase is a database of its own, for the commands a test runs,
+// holding the company co; the store is closed when the test ends.
+func commandDatabase(t *testing.T, co postgres.CompanyRecord) (string, *postgres.Store) {
+	t.Helper()
+	dsn := testenv.NewDatabase(t)
+	store, err := postgres.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	if err := store.UpsertCompany(context.Background(), co); err != nil {
+		t.Fatal(err)
+	}
+	return dsn, store
 }
