@@ -25,7 +25,7 @@ func (s *Store) DigestCompanies(ctx context.Context) ([]DigestCompany, error) {
 	}
 	out := make([]DigestCompany, 0, len(rows))
 	for _, r := range rows {
-		loc, err := time.LoadLocation(r.TimeZone)
+		loc, err := loadLocation(r.TimeZone)
 		if err != nil {
 			return nil, fmt.Errorf("postgres.DigestCompanies: %q: %w", r.ID, err)
 		}

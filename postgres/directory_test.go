@@ -332,7 +332,7 @@ func TestSyncRetirementConsequences(t *testing.T) {
 	}
 	listed := func(t *testing.T) bool {
 		t.Helper()
-		_, _, admins, err := b.store.CheckAccount(b.ctx, b.company, probe.LoginID, dirNow)
+		admins, err := b.store.Administrators(b.ctx, b.company)
 		if err != nil {
 			t.Fatal(err)
 		}

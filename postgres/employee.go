@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -46,17 +45,22 @@ type employeeRow struct {
 	Locale                 string
 	PrelockWarningDays     []int64 `bun:",array"`
 	FallbackContact        string
-
-	Administrators json.RawMessage
 }
 
-const employeeColumns = `
+// accountColumns are the account's own columns of employeeRow, and
+// companyColumns its company's; employeeColumns is both, over
+// accountsWithCompany.
+const accountColumns = `
 	a.id, a.company_id, a.login_id, a.id_kind, a.email, a.name, a.department,
 	a.can_manage_employees, a.status, a.exempt, a.created_at, a.last_login_at,
 	a.lock_state, a.lock_reason, a.unlocked_until, a.locked_at, a.lapsed_unlock_until,
-	a.exempt_reason, a.exempt_granted_by, a.exempt_until,
+	a.exempt_reason, a.exempt_granted_by, a.exempt_until`
+
+const companyColumns = `
 	c.name AS company_name, c.time_zone, c.inactivity_days, c.verification_ttl_seconds,
 	c.alert_window_seconds, c.resend_interval_seconds, c.locale, c.prelock_warning_days, c.fallback_contact`
+
+const employeeColumns = accountColumns + `,` + companyColumns
 
 func (r *employeeRow) employee() policy.Employee {
 	return policy.Employee{
@@ -86,7 +90,7 @@ func (r *employeeRow) employee() policy.Employee {
 }
 
 func (r *employeeRow) company() (policy.Company, error) {
-	loc, err := time.LoadLocation(r.TimeZone)
+	loc, err := loadLocation(r.TimeZone)
 	if err != nil {
 		return policy.Company{}, fmt.Errorf("company %q: time zone %q: %w", r.CompanyID, r.TimeZone, err)
 	}
@@ -116,106 +120,90 @@ type Subject struct {
 	Company  policy.Company
 }
 
-func scanSubject(ctx context.Context, q *bun.RawQuery) (Subject, []policy.Employee, error) {
+func scanSubject(ctx context.Context, q *bun.RawQuery) (Subject, error) {
 	var r employeeRow
 	if err := q.Scan(ctx, &r); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
-			return Subject{}, nil, ErrNotFound
+			return Subject{}, ErrNotFound
 		}
-		return Subject{}, nil, err
+		return Subject{}, err
 	}
 	c, err := r.company()
 	if err != nil {
-		return Subject{}, nil, err
+		return Subject{}, err
 	}
-	var admins []policy.Employee
-	if len(r.Administrators) > 0 {
-		var rows []administratorJSON
-		if err := json.Unmarshal(r.Administrators, &rows); err != nil {
-			return Subject{}, nil, err
-		}
-		admins = make([]policy.Employee, len(rows))
-		for i, a := range rows {
-			admins[i] = a.employee(r.CompanyID)
-		}
-	}
-	return Subject{Employee: r.employee(), Company: c}, admins, nil
+	return Subject{Employee: r.employee(), Company: c}, nil
 }
 
-// administratorJSON is one administrator as CheckAccount aggregates them:
-// what the lock message shows and what policy.CanAct reads.
-type administratorJSON struct {
-	ID                int64      `json:"id"`
-	Department        string     `json:"department"`
-	Name              string     `json:"name"`
-	IDKind            string     `json:"id_kind"`
-	Exempt            bool       `json:"exempt"`
-	CreatedAt         time.Time  `json:"created_at"`
-	LastLoginAt       *time.Time `json:"last_login_at"`
-	LockState         string     `json:"lock_state"`
-	LockReason        *string    `json:"lock_reason"`
-	UnlockedUntil     *time.Time `json:"unlocked_until"`
-	LockedAt          *time.Time `json:"locked_at"`
-	LapsedUnlockUntil *time.Time `json:"lapsed_unlock_until"`
-}
-
-func (a administratorJSON) employee(companyID string) policy.Employee {
-	t := func(p *time.Time) time.Time {
-		if p == nil {
-			return time.Time{}
-		}
-		return *p
-	}
-	var reason string
-	if a.LockReason != nil {
-		reason = *a.LockReason
-	}
-	return policy.Employee{
-		ID: a.ID, CompanyID: companyID, Name: a.Name, Department: a.Department, CanManageEmployees: true,
-		Account: policy.Account{
-			IDKind: policy.IDKind(a.IDKind), Exempt: a.Exempt, CreatedAt: a.CreatedAt, LastLoginAt: t(a.LastLoginAt),
-			State: policy.LockState(a.LockState), Reason: policy.LockReason(reason), UnlockedUntil: t(a.UnlockedUntil),
-			LockedAt: t(a.LockedAt), LapsedDeadline: t(a.LapsedUnlockUntil),
-		},
-	}
-}
-
-// CheckAccount loads an account, its company and, for a platform ID that a
-// lock refuses at now, the company's active administrators with their lock
-// state, in one round trip: the synchronous check a login page makes must
-// cost one query, and the 98 % of logins that are allowed must not pay for
-// the administrators' list they never show. The caller keeps those
-// policy.CanAct lets act.
-func (s *Store) CheckAccount(ctx context.Context, companyID, loginID string, now time.Time) (policy.Employee, policy.Company, []policy.Employee, error) {
-	q := s.db.NewRaw(`SELECT `+employeeColumns+`,
-		CASE WHEN a.id_kind = 'platform' AND a.status = 'active' AND `+sqlRefusedByLock("?::timestamptz")+` THEN (
-			SELECT coalesce(json_agg(json_build_object(
-				'id', ad.id, 'department', ad.department, 'name', ad.name, 'id_kind', ad.id_kind, 'exempt', ad.exempt,
-				'created_at', ad.created_at, 'last_login_at', ad.last_login_at, 'lock_state', ad.lock_state,
-				'lock_reason', ad.lock_reason, 'unlocked_until', ad.unlocked_until, 'locked_at', ad.locked_at,
-				'lapsed_unlock_until', ad.lapsed_unlock_until)
-				ORDER BY ad.department, ad.name, ad.id), '[]')
-			FROM accounts ad
-			WHERE ad.company_id = a.company_id AND ad.can_manage_employees AND ad.status = 'active'
-		) END AS administrators
-		FROM accounts a JOIN companies c ON c.id = a.company_id
-		WHERE a.company_id = ? AND a.login_id = ?`, now, now, companyID, loginID)
-	sub, admins, err := scanSubject(ctx, q)
+// CheckAccount loads an account and its company's settings for the
+// synchronous check a login page makes, without a lock. The account is one
+// row read by its unique key; the company comes from the cache when
+// CacheCompanies turned it on, so the check costs one index lookup, where
+// a join would plan and read two tables on every login.
+func (s *Store) CheckAccount(ctx context.Context, companyID, loginID string) (policy.Employee, policy.Company, error) {
+	co, err := s.companies.get(ctx, companyID, s.loadCompany)
 	if err != nil {
-		return policy.Employee{}, policy.Company{}, nil, fmt.Errorf("postgres.CheckAccount(%q, %q): %w", companyID, loginID, err)
+		return policy.Employee{}, policy.Company{}, fmt.Errorf("postgres.CheckAccount(%q, %q): %w", companyID, loginID, err)
 	}
-	return sub.Employee, sub.Company, admins, nil
+	var r employeeRow
+	err = s.db.NewRaw(`SELECT `+accountColumns+` FROM accounts a WHERE a.company_id = ? AND a.login_id = ?`, companyID, loginID).Scan(ctx, &r)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return policy.Employee{}, policy.Company{}, fmt.Errorf("postgres.CheckAccount(%q, %q): %w", companyID, loginID, err)
+	}
+	return r.employee(), co, nil
+}
+
+// loadCompany reads one company's settings.
+func (s *Store) loadCompany(ctx context.Context, companyID string) (policy.Company, error) {
+	var r employeeRow
+	err := s.db.NewRaw(`SELECT c.id AS company_id, `+companyColumns+` FROM companies c WHERE c.id = ?`, companyID).Scan(ctx, &r)
+	if errors.Is(err, sql.ErrNoRows) {
+		return policy.Company{}, ErrNotFound
+	}
+	if err != nil {
+		return policy.Company{}, err
+	}
+	return r.company()
+}
+
+// Administrators lists the company's employed administrators with their
+// lock state: those a platform ID refused by a lock may be told to ask,
+// before policy.CanAct keeps the ones who can act. Only refused logins read
+// it, so the allowed ones never pay for the list.
+func (s *Store) Administrators(ctx context.Context, companyID string) ([]policy.Employee, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+accountColumns+` FROM accounts a
+		WHERE a.company_id = ? AND a.can_manage_employees AND a.status = 'active'
+		ORDER BY a.department, a.name, a.id`, companyID)
+	if err != nil {
+		return nil, fmt.Errorf("postgres.Administrators(%q): %w", companyID, err)
+	}
+	defer rows.Close()
+	var out []policy.Employee
+	for rows.Next() {
+		var r employeeRow
+		if err := s.db.ScanRow(ctx, rows, &r); err != nil {
+			return nil, fmt.Errorf("postgres.Administrators(%q): %w", companyID, err)
+		}
+		out = append(out, r.employee())
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres.Administrators(%q): %w", companyID, err)
+	}
+	return out, nil
 }
 
 // LockAccount loads an account and its company and holds the account's row
 // lock until the transaction ends, so attempts on one account run one at a
 // time and a racing duplicate sees the first one's result.
 func (t *Tx) LockAccount(ctx context.Context, companyID, loginID string) (Subject, error) {
-	q := t.tx.NewRaw(`SELECT `+employeeColumns+`, NULL AS administrators
+	q := t.tx.NewRaw(`SELECT `+employeeColumns+`
 		FROM accounts a JOIN companies c ON c.id = a.company_id
 		WHERE a.company_id = ? AND a.login_id = ?
 		FOR UPDATE OF a`, companyID, loginID)
-	sub, _, err := scanSubject(ctx, q)
+	sub, err := scanSubject(ctx, q)
 	if err != nil {
 		return Subject{}, fmt.Errorf("postgres.LockAccount(%q, %q): %w", companyID, loginID, err)
 	}
@@ -224,11 +212,11 @@ func (t *Tx) LockAccount(ctx context.Context, companyID, loginID string) (Subjec
 
 // LockAccountByID is LockAccount for callers that hold dormancy's id.
 func (t *Tx) LockAccountByID(ctx context.Context, id int64) (Subject, error) {
-	q := t.tx.NewRaw(`SELECT `+employeeColumns+`, NULL AS administrators
+	q := t.tx.NewRaw(`SELECT `+employeeColumns+`
 		FROM accounts a JOIN companies c ON c.id = a.company_id
 		WHERE a.id = ?
 		FOR UPDATE OF a`, id)
-	sub, _, err := scanSubject(ctx, q)
+	sub, err := scanSubject(ctx, q)
 	if err != nil {
 		return Subject{}, fmt.Errorf("postgres.LockAccountByID(%d): %w", id, err)
 	}

@@ -216,7 +216,7 @@ func (t *Tx) LockMail(ctx context.Context, id int64) (Mail, error) {
 	if err != nil {
 		return Mail{}, fmt.Errorf("postgres.LockMail(%d): %w", id, err)
 	}
-	loc, err := time.LoadLocation(r.TimeZone)
+	loc, err := loadLocation(r.TimeZone)
 	if err != nil {
 		return Mail{}, fmt.Errorf("postgres.LockMail(%d): time zone %q: %w", id, r.TimeZone, err)
 	}

@@ -140,7 +140,7 @@ func (s *Store) PrelockCandidates(ctx context.Context, now time.Time, after Curs
 			SELECT min(c.inactivity_days) AS min_days, max(c.inactivity_days) AS max_days, max(d) AS max_warn
 			FROM companies c, unnest(c.prelock_warning_days) d
 		)
-		SELECT `+employeeColumns+`, NULL AS administrators
+		SELECT `+employeeColumns+`
 		FROM accounts a JOIN companies c ON c.id = a.company_id
 		WHERE a.lock_state = 'active' AND a.status = 'active' AND NOT a.exempt AND a.email IS NOT NULL
 		  AND cardinality(c.prelock_warning_days) > 0

@@ -13,7 +13,7 @@ import (
 // noticeTargets lists the company's active accounts with an address that
 // where (SQL on a, the account) selects and keep accepts.
 func (s *Store) noticeTargets(ctx context.Context, db bun.IDB, companyID, where string, keep func(policy.Employee, policy.Company) bool) ([]int64, error) {
-	rows, err := db.QueryContext(ctx, `SELECT `+employeeColumns+`, NULL AS administrators FROM `+accountsWithCompany+`
+	rows, err := db.QueryContext(ctx, `SELECT `+employeeColumns+` FROM `+accountsWithCompany+`
 		WHERE a.company_id = ? AND a.status = 'active' AND a.email IS NOT NULL AND `+where, companyID)
 	if err != nil {
 		return nil, err

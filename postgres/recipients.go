@@ -36,7 +36,7 @@ func (a Actor) Administers(companyID string) bool {
 // Every request reads it afresh, so a permission withdrawn, a person
 // retired or locked counts at once.
 func (s *Store) Actor(ctx context.Context, accountID int64, now time.Time) (Actor, error) {
-	sub, _, err := scanSubject(ctx, s.db.NewRaw(`SELECT `+employeeColumns+`, NULL AS administrators
+	sub, err := scanSubject(ctx, s.db.NewRaw(`SELECT `+employeeColumns+`
 		FROM accounts a JOIN companies c ON c.id = a.company_id WHERE a.id = ?`, accountID))
 	if err != nil {
 		return Actor{}, fmt.Errorf("postgres.Actor(%d): %w", accountID, err)
@@ -73,7 +73,7 @@ func (s *Store) Company(ctx context.Context, companyID string) (CompanyInfo, err
 	if err != nil {
 		return CompanyInfo{}, fmt.Errorf("postgres.Company(%q): %w", companyID, err)
 	}
-	loc, err := time.LoadLocation(r.TimeZone)
+	loc, err := loadLocation(r.TimeZone)
 	if err != nil {
 		return CompanyInfo{}, fmt.Errorf("postgres.Company(%q): time zone %q: %w", companyID, r.TimeZone, err)
 	}

@@ -53,7 +53,7 @@ func (s *Store) Report(ctx context.Context, companyID string, now, since, until 
 	if len(zone) == 0 {
 		return policy.Company{}, sum, fmt.Errorf("postgres.Report(%q): %w", companyID, ErrNotFound)
 	}
-	loc, err := time.LoadLocation(zone[0].TimeZone)
+	loc, err := loadLocation(zone[0].TimeZone)
 	if err != nil {
 		return policy.Company{}, sum, fmt.Errorf("postgres.Report(%q): %w", companyID, err)
 	}
@@ -109,7 +109,7 @@ func (s *Store) Report(ctx context.Context, companyID string, now, since, until 
 // ReportAccounts calls fn with every account of the company, by login ID,
 // from one streaming query: memory stays flat however many there are.
 func (s *Store) ReportAccounts(ctx context.Context, companyID string, fn func(policy.Employee) error) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+employeeColumns+`, NULL AS administrators
+	rows, err := s.db.QueryContext(ctx, `SELECT `+employeeColumns+`
 		FROM `+accountsWithCompany+` WHERE a.company_id = ? ORDER BY a.login_id`, companyID)
 	if err != nil {
 		return fmt.Errorf("postgres.ReportAccounts(%q): %w", companyID, err)

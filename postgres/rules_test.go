@@ -195,16 +195,6 @@ func TestSQLRulesAgreeWithPolicy(t *testing.T) {
 			return !w.cases[i].retired && states[w.ids[i]] == string(policy.StateLocked)
 		}, func(d policy.Decision) bool { return d.Outcome.Locked() })
 
-		// CheckAccount loads the administrators exactly when the answer
-		// names them: a platform ID a lock refuses.
-		w.agree(t, "CheckAccount(administrators)", func(i int) bool {
-			_, _, admins, err := store.CheckAccount(w.ctx, w.company, w.logins[i], wd.now)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return len(admins) > 0
-		}, func(d policy.Decision) bool { return d.Outcome == policy.OutcomeAskAdministrator })
-
 		// SweepBatch locks what the policy would lock at the next login.
 		w = newRuleWorld(t, store, wd.zone, wd.now)
 		for after := (postgres.Cursor{}); ; {

@@ -35,7 +35,7 @@ func (s *Store) UpsertCompany(ctx context.Context, c CompanyRecord) error {
 	if c.TimeZone == "" {
 		c.TimeZone = policy.DefaultTimeZone
 	}
-	loc, err := time.LoadLocation(c.TimeZone)
+	loc, err := loadLocation(c.TimeZone)
 	if err != nil {
 		return fmt.Errorf("postgres.UpsertCompany(%q): %w", c.ID, err)
 	}

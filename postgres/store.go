@@ -27,7 +27,8 @@ var ErrNotFound = policy.ErrNotFound
 
 // Store is dormancy's database.
 type Store struct {
-	db *bun.DB
+	db        *bun.DB
+	companies *companyCache
 }
 
 // DefaultMaxConns is the connection pool of one process: enough for a

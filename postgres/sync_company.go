@@ -130,6 +130,9 @@ func (s *Store) SyncCompany(ctx context.Context, c policy.Company, version int64
 	if err != nil {
 		return "", fmt.Errorf("postgres.SyncCompany(%q): %w", c.ID, err)
 	}
+	// This process's own checks see the change at once; other processes
+	// within their cache's ttl.
+	s.companies.forget(c.ID)
 	return outcome, nil
 }
 
@@ -221,7 +224,7 @@ func (s *Store) CompanyLocation(ctx context.Context, companyID string) (*time.Lo
 	if len(zone) == 0 {
 		return nil, fmt.Errorf("postgres.CompanyLocation(%q): %w", companyID, ErrNotFound)
 	}
-	loc, err := time.LoadLocation(zone[0])
+	loc, err := loadLocation(zone[0])
 	if err != nil {
 		return nil, fmt.Errorf("postgres.CompanyLocation(%q): %w", companyID, err)
 	}

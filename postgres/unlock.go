@@ -113,7 +113,7 @@ func (s *Store) Unlock(ctx context.Context, u Unlock) (UnlockResult, error) {
 		// The actor's row is share-locked: a retirement or lock of the actor
 		// in the same instant either commits first, and the unlock is
 		// refused, or waits for the unlock to commit.
-		actor, _, err := scanSubject(ctx, t.tx.NewRaw(`SELECT `+employeeColumns+`, NULL AS administrators
+		actor, err := scanSubject(ctx, t.tx.NewRaw(`SELECT `+employeeColumns+`
 			FROM accounts a JOIN companies c ON c.id = a.company_id
 			WHERE a.id = ? AND a.company_id = ? FOR SHARE OF a`, u.ActorID, u.CompanyID))
 		if errors.Is(err, ErrNotFound) {

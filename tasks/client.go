@@ -16,11 +16,12 @@ import (
 // Postgres store (postgres.Store) implements it; the interface lives here so
 // this package never imports the database layer.
 type Store interface {
-	// CheckAccount returns an account, its company and, when a lock
-	// refuses a platform ID at now, the company's administrators (active,
-	// with the permission) whom policy.CanAct then narrows to those who
-	// can act.
-	CheckAccount(ctx context.Context, companyID, loginID string, now time.Time) (policy.Employee, policy.Company, []policy.Employee, error)
+	// CheckAccount returns an account and its company's settings.
+	CheckAccount(ctx context.Context, companyID, loginID string) (policy.Employee, policy.Company, error)
+	// Administrators returns the company's administrators (employed, with
+	// the permission), whom policy.CanAct narrows to those who can act:
+	// read only for a platform ID a lock refuses.
+	Administrators(ctx context.Context, companyID string) ([]policy.Employee, error)
 	Redeem(ctx context.Context, r policy.Redemption) (accountID, noticeMailID int64, err error)
 
 	// Directory sync (see directory.go). Each returns one of the Outcome
@@ -85,7 +86,8 @@ var LockMessages = map[policy.Locale]string{
 }
 
 // Check decides a login that passed the host's password check, in one round
-// trip to Postgres, without changing anything, at this client's clock: the
+// trip to Postgres (a second reads the administrators a platform ID refused
+// by a lock is told to ask), without changing anything, at this client's clock: the
 // host shows the result and then reports the attempt with
 // ReportLoginAttempt, carrying the result's DecidedAt, or does both with
 // Login. The method says only whether the login is interactive; it unlocks
@@ -95,7 +97,7 @@ func (c *Client) Check(ctx context.Context, companyID, loginID string, m policy.
 		return CheckResult{}, fmt.Errorf("tasks.Client.Check: %w", &FieldError{Field: "method", Reason: fmt.Sprintf("unknown method %q (want %s)", m, methodList)})
 	}
 	now := c.now()
-	e, co, admins, err := c.store.CheckAccount(ctx, companyID, loginID, now)
+	e, co, err := c.store.CheckAccount(ctx, companyID, loginID)
 	if err != nil {
 		return CheckResult{}, fmt.Errorf("tasks.Client.Check: %w", err)
 	}
@@ -104,6 +106,10 @@ func (c *Client) Check(ctx context.Context, companyID, loginID string, m policy.
 	if d.Outcome.Locked() {
 		r.Message = LockMessages[co.Policy.Locale]
 		if d.Outcome == policy.OutcomeAskAdministrator {
+			admins, err := c.store.Administrators(ctx, companyID)
+			if err != nil {
+				return CheckResult{}, fmt.Errorf("tasks.Client.Check: %w", err)
+			}
 			r.Administrators = ableAdministrators(admins, co.Policy, now)
 			if len(r.Administrators) == 0 {
 				r.Contact = co.FallbackContact
@@ -271,7 +277,7 @@ type Profile struct {
 
 // Profile reads an account's login date and lock state in one round trip.
 func (c *Client) Profile(ctx context.Context, companyID, loginID string) (Profile, error) {
-	e, co, _, err := c.store.CheckAccount(ctx, companyID, loginID, c.now())
+	e, co, err := c.store.CheckAccount(ctx, companyID, loginID)
 	if err != nil {
 		return Profile{}, fmt.Errorf("tasks.Client.Profile: %w", err)
 	}

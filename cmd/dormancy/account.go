@@ -34,7 +34,7 @@ func runAccount(ctx context.Context, cfg *Config, args []string, stdout, stderr 
 	}
 	defer store.Close()
 	now := time.Now()
-	e, _, _, err := store.CheckAccount(ctx, *company, *login, now)
+	e, _, err := store.CheckAccount(ctx, *company, *login)
 	if err != nil {
 		return fmt.Errorf("account %s %s/%s: %w", verb, *company, *login, err)
 	}

@@ -30,6 +30,7 @@ type AdminConfig struct {
 	SessionTTL      time.Duration
 	SessionIdle     time.Duration
 	APIKeyCacheTTL  time.Duration
+	CompanyCacheTTL time.Duration
 	Throttle        admin.Throttle
 	TrustedProxies  []netip.Prefix
 	InsecureCookies bool
@@ -75,6 +76,11 @@ func loadAdminConfig(get func(string) string, bad func(string, error)) AdminConf
 		if d == 0 {
 			c.APIKeyCacheTTL = -1 // off
 		}
+	}
+	if d, err := time.ParseDuration(get("ADMIN_COMPANY_CACHE_TTL")); err != nil || d < 0 || d > 5*time.Minute {
+		bad("ADMIN_COMPANY_CACHE_TTL", fmt.Errorf("want a duration from 0s (off) to 5m, got %q", get("ADMIN_COMPANY_CACHE_TTL")))
+	} else {
+		c.CompanyCacheTTL = d
 	}
 	if n, err := strconv.Atoi(get("ADMIN_THROTTLE_ATTEMPTS")); err != nil || n < 1 || n > 10000 {
 		bad("ADMIN_THROTTLE_ATTEMPTS", fmt.Errorf("want a number from 1 to 10000, got %q", get("ADMIN_THROTTLE_ATTEMPTS")))
@@ -122,6 +128,7 @@ func runAdmin(ctx context.Context, cfg *Config, log *slog.Logger, watch watches)
 		return err
 	}
 	defer store.Close()
+	store.CacheCompanies(cfg.Admin.CompanyCacheTTL, nil)
 	srv, err := admin.New(admin.Config{
 		Store: store, Redis: cfg.Redis, LinkSecret: secret,
 		OperatorUser: cfg.Admin.OperatorUser, OperatorPassword: cfg.Admin.OperatorPassword,

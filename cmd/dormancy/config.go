@@ -119,6 +119,7 @@ var envVars = []envVar{
 	{"ADMIN_SESSION_TTL", "8h", "how long an administrator's session lasts"},
 	{"ADMIN_SESSION_IDLE", "30m", "an administrator's session ends after this long without a request"},
 	{"ADMIN_API_KEY_CACHE_TTL", "5s", "how long a verified API key is trusted without asking Postgres: a revoked key stops working within this; 0s asks every time"},
+	{"ADMIN_COMPANY_CACHE_TTL", "5s", "how long the host API's login checks use a company's settings without reading them again: a change of inactivity period, zone or locale reaches them within this; 0s reads every time"},
 	{"ADMIN_THROTTLE_ATTEMPTS", "10", "failed operator logins, API keys or admin links per client address (and failed verification links per account) before 429"},
 	{"ADMIN_THROTTLE_WINDOW", "15m", "the window of ADMIN_THROTTLE_ATTEMPTS: one more attempt each window/attempts after them"},
 	{"ADMIN_TRUSTED_PROXIES", "", "comma-separated CIDRs of proxies whose X-Forwarded-For names the client; empty trusts none"},

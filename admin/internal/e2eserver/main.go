@@ -241,6 +241,6 @@ func seed(ctx context.Context, store *postgres.Store, host *tasks.Client) error 
 }
 
 func accountID(ctx context.Context, store *postgres.Store, company, login string) (int64, error) {
-	e, _, _, err := store.CheckAccount(ctx, company, login, time.Now())
+	e, _, err := store.CheckAccount(ctx, company, login)
 	return e.ID, err
 }
