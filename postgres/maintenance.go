@@ -62,8 +62,11 @@ func (s *Store) RelockBatch(ctx context.Context, now time.Time, limit int) (int,
 // returns how many it locked and the cursor to continue from; fewer than
 // limit means the sweep is done.
 //
-// Only the lock state changes. The owner is not mailed: the lock shows in
-// the administrators' list, and the owner learns of it at the next login,
+// In a company that asked for lock notices (and whose import did not pause
+// them), each locked owner with an address gets one, written by the same
+// statement as the lock (LockNoticeKey), so a sweep retried after a crash
+// finds every notice its first try owed; PendingLockNotices hands them to
+// the queue. Elsewhere the owner learns of the lock at the next login,
 // which then takes the usual locked path.
 func (s *Store) SweepBatch(ctx context.Context, now time.Time, after Cursor, limit int) (int, Cursor, error) {
 	var out struct {
@@ -88,15 +91,21 @@ func (s *Store) SweepBatch(ctx context.Context, now time.Time, after Cursor, lim
 		), upd AS (
 			UPDATE accounts a SET lock_state = 'locked', lock_reason = 'dormant', locked_at = ?0, updated_at = now()
 			FROM due WHERE a.id = due.id
-			RETURNING a.id, a.company_id
+			RETURNING a.id, a.company_id, a.email
 		), ev AS (
 			INSERT INTO audit_events (company_id, account_id, kind, detail, occurred_at)
 			SELECT company_id, id, ?4, '{"by": "sweep", "reason": "dormant"}', ?0 FROM upd
+		), notice AS (
+			INSERT INTO mails (kind, company_id, account_id, to_address, locale, idempotency_key, created_at)
+			SELECT ?5, upd.company_id, upd.id, upd.email, c.locale, ?5 || ':' || upd.id || ':' || ?6, ?0
+			FROM upd JOIN companies c ON c.id = upd.company_id
+			WHERE c.notice_on_lock AND NOT c.lock_notices_paused AND upd.email IS NOT NULL
+			ON CONFLICT (idempotency_key) DO NOTHING
 		), last AS (
 			SELECT activity, id FROM due ORDER BY activity DESC, id DESC LIMIT 1
 		)
 		SELECT (SELECT count(*) FROM upd) AS n, (SELECT activity FROM last), (SELECT id FROM last)`,
-		now, cursorTime(after), after.ID, limit, string(EventLocked)).Scan(ctx, &out.N, &out.Activity, &out.ID)
+		now, cursorTime(after), after.ID, limit, string(EventLocked), string(MailLockNotice), now.UnixMicro()).Scan(ctx, &out.N, &out.Activity, &out.ID)
 	if err != nil {
 		return 0, after, fmt.Errorf("postgres.SweepBatch: %w", err)
 	}

@@ -200,26 +200,17 @@ func LockNoticeKey(accountID int64, lockedAt time.Time) string {
 	return fmt.Sprintf("%s:%d:%d", MailLockNotice, accountID, lockedAt.UnixMicro())
 }
 
-// RecordLockNotices writes, up to limit at a time, the notice of each
-// account the sweep locked at lockedAt that has an address, in companies
-// that asked for notices and whose notices no import paused. It returns
-// the mails written now; a notice written before is not written again.
-func (s *Store) RecordLockNotices(ctx context.Context, lockedAt time.Time, limit int) ([]int64, error) {
+// PendingLockNotices returns up to limit lock notices (SweepBatch wrote
+// them) not yet sent, after the mail id afterID, in id order: the sweep
+// queues them paced. One queued before is queued again harmlessly (the
+// task ID names the mail).
+func (s *Store) PendingLockNotices(ctx context.Context, afterID int64, limit int) ([]int64, error) {
 	var ids []int64
-	err := s.db.NewRaw(`WITH due AS (
-			SELECT a.id, a.company_id, a.email, c.locale FROM `+accountsWithCompany+`
-			WHERE c.notice_on_lock AND NOT c.lock_notices_paused AND a.lock_state = 'locked' AND a.locked_at = ?0
-			  AND a.email IS NOT NULL AND a.status = 'active'
-			  AND NOT EXISTS (SELECT 1 FROM mails m WHERE m.idempotency_key = ?1 || ':' || a.id || ':' || ?2)
-			ORDER BY a.id LIMIT ?3
-		), m AS (
-			INSERT INTO mails (kind, company_id, account_id, to_address, locale, idempotency_key, created_at)
-			SELECT ?1, company_id, id, email, locale, ?1 || ':' || id || ':' || ?2, ?0 FROM due
-			ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)
-		SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM m`,
-		lockedAt, string(MailLockNotice), lockedAt.UnixMicro(), limit).Scan(ctx, pgdialect.Array(&ids))
+	err := s.db.NewRaw(`SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM (
+			SELECT id FROM mails WHERE kind = ? AND status = ? AND id > ? ORDER BY id LIMIT ?) m`,
+		string(MailLockNotice), MailPending, afterID, limit).Scan(ctx, pgdialect.Array(&ids))
 	if err != nil {
-		return nil, fmt.Errorf("postgres.RecordLockNotices: %w", err)
+		return nil, fmt.Errorf("postgres.PendingLockNotices: %w", err)
 	}
 	return ids, nil
 }

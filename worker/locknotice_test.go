@@ -9,6 +9,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/dormancy/dormancy/policy"
+	"github.com/dormancy/dormancy/postgres"
 	"github.com/dormancy/dormancy/tasks"
 )
 
@@ -82,5 +83,30 @@ func TestLockNoticesArePacedAndSentOnce(t *testing.T) {
 	b.run(t, maintenanceTask(t, tasks.TypeMaintenanceSweep, b.clock.Now()))
 	if got := b.count(t, `SELECT count(*) FROM mails WHERE kind = 'lock_notice' AND company_id = ANY($1::text[])`, array(on, off, paused)); got != 6 {
 		t.Errorf("lock notices after a second sweep = %d, want still 6", got)
+	}
+}
+
+// A sweep that crashed after its batches locked accounts is retried at a
+// later instant: the retry sends the notices its first try owed, once.
+func TestLockNoticesOfACrashedSweepAreSentByItsRetry(t *testing.T) {
+	b := setup(t)
+	on := b.companyWithSettings(t, tasks.Company{NoticeOnLock: true})
+	login, id := b.account(t, accountOpts{company: on, lastLogin: 100 * day})
+	// The first try: its batch commits, then the worker dies.
+	first := b.clock.Now()
+	if _, _, err := b.store.SweepBatch(b.ctx, first, postgres.Cursor{}, 1000); err != nil {
+		t.Fatal(err)
+	}
+	b.clock.Add(10 * time.Minute)
+	b.run(t, maintenanceTask(t, tasks.TypeMaintenanceSweep, b.clock.Now()))
+	if n := b.drain(t); n != 1 {
+		t.Fatalf("%d tasks queued by the retry, want its one notice", n)
+	}
+	if got := b.emailsTo(login); len(got) != 1 || !strings.Contains(got[0].Subject, "ロックしました") {
+		t.Fatalf("notice to %s: %+v", login, got)
+	}
+	if got := b.count(t, `SELECT count(*) FROM mails WHERE kind = 'lock_notice' AND company_id = $1 AND idempotency_key = $2`,
+		on, postgres.LockNoticeKey(id, first)); got != 1 {
+		t.Errorf("%d notices keyed by the first try's lock, want 1", got)
 	}
 }

@@ -132,22 +132,22 @@ func (h *Handlers) SweepDormant(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return n, err
 		}
-		if err := h.lockNotices(ctx, now, p.Batch()); err != nil {
+		if err := h.lockNotices(ctx, p.Batch()); err != nil {
 			return n, err
 		}
 		return n, h.store.EndSweepHolds(ctx, held)
 	})
 }
 
-// lockNotices writes the notices of the accounts this sweep locked (in the
-// companies that asked) and queues them paced at Config.LockNoticeRate,
-// the mail provider's rate: on adoption day thousands may lock at once.
-// The pauses an import set end with this sweep.
-func (h *Handlers) lockNotices(ctx context.Context, lockedAt time.Time, limit int) error {
+// lockNotices queues the notices the sweep wrote (in the companies that
+// asked), paced at Config.LockNoticeRate, the mail provider's rate: on
+// adoption day thousands may lock at once. A retried sweep queues those of
+// its first try too. The pauses an import set end with this sweep.
+func (h *Handlers) lockNotices(ctx context.Context, limit int) error {
 	interval := time.Second / time.Duration(h.lockNoticeRate)
 	total := 0
-	for {
-		ids, err := h.store.RecordLockNotices(ctx, lockedAt, limit)
+	for after := int64(0); ; {
+		ids, err := h.store.PendingLockNotices(ctx, after, limit)
 		if err != nil {
 			return err
 		}
@@ -162,6 +162,7 @@ func (h *Handlers) lockNotices(ctx context.Context, lockedAt time.Time, limit in
 		if len(ids) < limit {
 			break
 		}
+		after = ids[len(ids)-1]
 	}
 	if total > 0 {
 		h.logger(ctx).Info("lock notices scheduled", slog.Int("mails", total),
