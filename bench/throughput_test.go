@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/uptrace/bun/driver/pgdriver"
 
 	"github.com/dormancy/dormancy/internal/testenv"
@@ -178,18 +179,39 @@ func (quietAsynq) Warn(...any)  {}
 func (quietAsynq) Error(...any) {}
 func (quietAsynq) Fatal(...any) {}
 
-func newHandlers(b *testing.B, store *postgres.Store, fake *resendtest.Server) *worker.Handlers {
+func newHandlers(b *testing.B, store *postgres.Store, fake *resendtest.Server, metrics ...*worker.Metrics) *worker.Handlers {
 	sender, err := mail.NewResend(mail.ResendConfig{APIKey: "re_bench", BaseURL: fake.URL(), From: "bench <b@example.com>"})
 	if err != nil {
 		b.Fatal(err)
 	}
 	base, _ := url.Parse("https://platform.example.com/")
-	h := worker.NewHandlers(worker.Config{TokenSecret: testenv.TokenSecret,
+	cfg := worker.Config{TokenSecret: testenv.TokenSecret,
 		Redis: testenv.RedisOpt(), Store: store, Sender: sender, Links: worker.Links{Base: base},
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
-	})
+	}
+	if len(metrics) > 0 {
+		cfg.Metrics = metrics[0]
+	}
+	h := worker.NewHandlers(cfg)
 	b.Cleanup(h.Close)
 	return h
+}
+
+// batchSizes reads the batcher's histogram: how many statements it ran and
+// their mean number of attempts.
+func batchSizes(b *testing.B, reg *prometheus.Registry) (uint64, float64) {
+	fams, err := reg.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == "dormancy_worker_login_batch_attempts" {
+			h := f.GetMetric()[0].GetHistogram()
+			return h.GetSampleCount(), h.GetSampleSum() / float64(max(1, h.GetSampleCount()))
+		}
+	}
+	b.Fatal("no dormancy_worker_login_batch_attempts")
+	return 0, 0
 }
 
 // BenchmarkLoginAttemptThroughput compares the realistic login mix with
@@ -200,7 +222,8 @@ func BenchmarkLoginAttemptThroughput(b *testing.B) {
 	concurrency := envInt("BENCH_CONCURRENCY", 20)
 	store := testenv.Store(b)
 	fake := resendtest.New(b)
-	h := newHandlers(b, store, fake)
+	reg := prometheus.NewRegistry()
+	h := newHandlers(b, store, fake, worker.NewMetrics(reg))
 	f := newFixture(b, 5000, n/50+1, true)
 
 	noops := make([]*asynq.Task, n)
@@ -212,6 +235,11 @@ func BenchmarkLoginAttemptThroughput(b *testing.B) {
 	})
 
 	mixRate := drainRate(b, concurrency, tasks.TypeLoginAttempt, attemptTasks(b, f, n), h.Register)
+	statements, perStatement := batchSizes(b, reg)
+	record(row{
+		name:  fmt.Sprintf("ordinary logins per batcher statement in that mix (%d statements)", statements),
+		value: fmt.Sprintf("%.1f", perStatement), target: "reported",
+	})
 
 	// What a team would write first: each attempt in its own transaction
 	// (lock the row, insert the attempt, move the login date), on a pool of

@@ -14,11 +14,12 @@ import (
 // the group commit of databases, applied to the 90 % of attempts that
 // only move a login date.
 type loginBatcher struct {
-	store *postgres.Store
-	max   int
-	in    chan batchItem
-	stop  chan struct{}
-	wg    sync.WaitGroup
+	store   *postgres.Store
+	metrics *Metrics
+	max     int
+	in      chan batchItem
+	stop    chan struct{}
+	wg      sync.WaitGroup
 }
 
 type batchItem struct {
@@ -33,8 +34,8 @@ type batchResult struct {
 
 // newLoginBatcher starts lanes goroutines, each running one statement at a
 // time with up to max attempts.
-func newLoginBatcher(store *postgres.Store, lanes, max int) *loginBatcher {
-	b := &loginBatcher{store: store, max: max, in: make(chan batchItem, lanes*max), stop: make(chan struct{})}
+func newLoginBatcher(store *postgres.Store, metrics *Metrics, lanes, max int) *loginBatcher {
+	b := &loginBatcher{store: store, metrics: metrics, max: max, in: make(chan batchItem, lanes*max), stop: make(chan struct{})}
 	for range lanes {
 		b.wg.Add(1)
 		go b.lane()
@@ -90,6 +91,7 @@ func (b *loginBatcher) flush(items []batchItem) {
 	}
 	// The batch outlives any one task's context: its statement serves all.
 	handled, err := b.store.RecordAllowedLogins(context.Background(), attempts)
+	b.metrics.observeBatch(len(items))
 	for i, it := range items {
 		r := batchResult{err: err}
 		if err == nil {

@@ -16,6 +16,9 @@ type Metrics struct {
 	processed *prometheus.CounterVec
 	failed    *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
+	// batch is how many ordinary logins each statement of the batcher
+	// carried: near 1 means the batching buys nothing at this load.
+	batch prometheus.Histogram
 }
 
 // NewMetrics registers the worker's metrics with reg.
@@ -31,8 +34,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "dormancy_worker_task_duration_seconds", Help: "Time the handler took, by task type.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"task_type"}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "dormancy_worker_login_batch_attempts", Help: "Ordinary logins recorded per statement by the worker's batcher.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
+		}),
 	}
-	reg.MustRegister(m.processed, m.failed, m.duration)
+	reg.MustRegister(m.processed, m.failed, m.duration, m.batch)
 	return m
 }
 
@@ -52,6 +59,14 @@ func (m *Metrics) middleware(next asynq.Handler) asynq.Handler {
 		}
 		return err
 	})
+}
+
+// observeBatch records one batcher statement of n attempts; a nil m
+// records nothing.
+func (m *Metrics) observeBatch(n int) {
+	if m != nil {
+		m.batch.Observe(float64(n))
+	}
 }
 
 // Processed is the counter of task type typ, for tests and dashboards'

@@ -42,6 +42,19 @@ func TestWorkerMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The ordinary login went through the batcher: one statement of one.
+	found := false
+	for _, f := range mfs {
+		if f.GetName() == "dormancy_worker_login_batch_attempts" {
+			found = true
+			if h := f.GetMetric()[0].GetHistogram(); h.GetSampleCount() != 1 || h.GetSampleSum() != 1 {
+				t.Errorf("batch histogram: %d statements, %v attempts; want 1 and 1", h.GetSampleCount(), h.GetSampleSum())
+			}
+		}
+	}
+	if !found {
+		t.Error("no dormancy_worker_login_batch_attempts")
+	}
 	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
 	if err != nil || len(problems) > 0 {
 		t.Errorf("promlint: %v %+v", err, problems)

@@ -197,7 +197,7 @@ func NewHandlers(cfg Config) *Handlers {
 		helpURL:    cfg.HelpURL,
 		metrics:    cfg.Metrics,
 		// Two lanes keep one statement in flight while the next batch fills.
-		logins:         newLoginBatcher(cfg.Store, 2, 64),
+		logins:         newLoginBatcher(cfg.Store, cfg.Metrics, 2, 64),
 		emailMaxRetry:  cfg.EmailMaxRetry,
 		retention:      cfg.Retention,
 		sweepGuard:     cfg.SweepGuard,
