@@ -32,8 +32,9 @@ type Attempt struct {
 }
 
 // InsertAttempt records a; it returns the new row's id and true, or, when
-// an attempt with the same key was recorded before (a redelivered task),
-// that row's id and false.
+// an attempt with the same key and time was recorded before (a redelivered
+// task), that row's id and false. The time is part of the key because the
+// table is partitioned by it (migration 000019).
 func (t *Tx) InsertAttempt(ctx context.Context, a Attempt) (int64, bool, error) {
 	var ip any
 	if a.IP.IsValid() {
@@ -43,7 +44,7 @@ func (t *Tx) InsertAttempt(ctx context.Context, a Attempt) (int64, bool, error) 
 	err := t.tx.NewRaw(`INSERT INTO login_attempts
 		(attempt_key, company_id, account_id, method, outcome, ip, user_agent, device_kind, attempted_at, decided_at, request_id, recorded_at)
 		VALUES (?, ?, ?, ?, ?, ?::inet, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (attempt_key) DO NOTHING
+		ON CONFLICT DO NOTHING
 		RETURNING id`,
 		a.Key, a.CompanyID, a.AccountID, string(a.Method), string(a.Outcome), ip, a.UserAgent,
 		string(a.Device), a.AttemptedAt, a.DecidedAt, a.RequestID, a.RecordedAt).Scan(ctx, &id)
@@ -53,7 +54,7 @@ func (t *Tx) InsertAttempt(ctx context.Context, a Attempt) (int64, bool, error) 
 	if !errors.Is(err, sql.ErrNoRows) {
 		return 0, false, fmt.Errorf("postgres.InsertAttempt(%q): %w", a.Key, err)
 	}
-	err = t.tx.NewRaw(`SELECT id FROM login_attempts WHERE attempt_key = ?`, a.Key).Scan(ctx, &id)
+	err = t.tx.NewRaw(`SELECT id FROM login_attempts WHERE attempt_key = ? AND attempted_at = ?`, a.Key, a.AttemptedAt).Scan(ctx, &id)
 	if err != nil {
 		return 0, false, fmt.Errorf("postgres.InsertAttempt(%q): existing: %w", a.Key, err)
 	}

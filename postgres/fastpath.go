@@ -68,7 +68,7 @@ func (s *Store) RecordAllowedLogins(ctx context.Context, batch []Attempt) ([]boo
 			SELECT attempt_key, company_id, account_id, method, 'allow', nullif(ip, '')::inet, user_agent,
 				device_kind, attempted_at, decided_at, request_id, recorded_at
 			FROM allowed
-			ON CONFLICT (attempt_key) DO NOTHING
+			ON CONFLICT DO NOTHING
 			RETURNING account_id, method, decided_at
 		), moved AS (
 			UPDATE accounts a SET last_login_at = greatest(a.last_login_at, m.at)

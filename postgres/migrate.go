@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
@@ -32,12 +33,21 @@ type Migration struct {
 // creating the database first if it does not exist. It writes progress to
 // out.
 func Migrate(ctx context.Context, dsn, direction string, out io.Writer) error {
+	return MigrateThrough(ctx, dsn, direction, "", out)
+}
+
+// MigrateThrough is Migrate with the migrations after last (a number such
+// as "000016") left out, so a slow one can be applied on its own later;
+// an empty last means all of them.
+func MigrateThrough(ctx context.Context, dsn, direction, last string, out io.Writer) error {
 	if direction == "up" {
 		if err := createDatabase(ctx, dsn); err != nil {
 			return err
 		}
 	}
-	db := bun.NewDB(sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(dsn))), pgdialect.New())
+	// A migration's statement (an index built on a large table) may run
+	// for minutes: no read timeout but the context's.
+	db := bun.NewDB(sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(dsn), pgdriver.WithReadTimeout(0))), pgdialect.New())
 	defer db.Close()
 
 	conn, err := db.Conn(ctx)
@@ -45,14 +55,37 @@ func Migrate(ctx context.Context, dsn, direction string, out io.Writer) error {
 		return fmt.Errorf("postgres.Migrate: %w", err)
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock(?)", int64(migrateLockKey)); err != nil {
-		return fmt.Errorf("postgres.Migrate: advisory lock: %w", err)
+	// Polled rather than waited for: a session waiting inside
+	// pg_advisory_lock holds a snapshot, and CREATE INDEX CONCURRENTLY in
+	// the other process's migration would wait for it to end, forever.
+	for {
+		var got bool
+		if err := conn.NewRaw("SELECT pg_try_advisory_lock(?)", int64(migrateLockKey)).Scan(ctx, &got); err != nil {
+			return fmt.Errorf("postgres.Migrate: advisory lock: %w", err)
+		}
+		if got {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("postgres.Migrate: advisory lock: %w", ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 	defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(?)", int64(migrateLockKey))
 
 	set, err := migrations.New()
 	if err != nil {
 		return fmt.Errorf("postgres.Migrate: %w", err)
+	}
+	if last != "" {
+		some := migrate.NewMigrations()
+		for _, mg := range set.Sorted() {
+			if mg.Name <= last {
+				some.Add(mg)
+			}
+		}
+		set = some
 	}
 	m := migrate.NewMigrator(db, set, migrate.WithMarkAppliedOnSuccess(true))
 	if err := m.Init(ctx); err != nil {

@@ -225,13 +225,29 @@ func (h *Handlers) PurgeTokens(ctx context.Context, t *asynq.Task) error {
 	})
 }
 
-// Retention applies the retention settings (Config.Retention): old login
-// attempts, audit events and mail rows deleted, old mails' personal
-// fields cleared, a batch at a time, each kind logged with its count.
+// Retention keeps the partitioned tables' coming months ready
+// (postgres.PartitionsAhead) and applies the retention settings
+// (Config.Retention): months of login attempts past them dropped whole,
+// then old login attempts, audit events and mail rows deleted and old
+// mails' personal fields cleared, a batch at a time, each kind logged with
+// its count.
 func (h *Handlers) Retention(ctx context.Context, t *asynq.Task) error {
 	return h.maintenance(ctx, t, func(ctx context.Context, p tasks.Maintenance) (int, error) {
 		now := h.now()
-		total := 0
+		created, err := h.store.EnsurePartitions(ctx, now)
+		if err != nil {
+			return 0, err
+		}
+		if created > 0 {
+			h.logger(ctx).Info("partitions created", slog.Int("partitions", created))
+		}
+		total, err := h.store.DropExpiredPartitions(ctx, h.retention, now)
+		if err != nil {
+			return total, err
+		}
+		if total > 0 {
+			h.logger(ctx).Info("retention applied", slog.String("step", "partitions dropped"), slog.Int("rows", total))
+		}
 		for _, step := range h.store.RetentionSteps(h.retention) {
 			n, err := h.batches(ctx, step.Name, p.Batch(), func() (int, error) {
 				return step.Batch(ctx, now, p.Batch())

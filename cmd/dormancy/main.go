@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -35,7 +36,8 @@ commands:
                           a host platform's API key for those companies, or for every
                           company; the key alone goes to stdout, once
   apikey list|revoke ID   list the keys with their scope; revoke one
-  migrate up|down|status  apply, roll back or list the database migrations
+  migrate up|down|status [-through NNNNNN]
+                          apply, roll back or list the database migrations
   import [-format csv|jsonl] [-rejects FILE] [-create-companies [-fallback-contact TEXT]]
          [-batch N] [-accept-rejects] [-lock-notices] FILE
                           load employees from a CSV or JSON Lines file; exit 3 when
@@ -118,10 +120,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	redis.SetLogger(slogRedis{log, slog.LevelWarn, watch.redis})
 	switch args[0] {
 	case "migrate":
-		if len(args) != 2 {
-			return fmt.Errorf("migrate wants one of up, down, status: %w", errUsage)
+		fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		through := fs.String("through", "", "apply only the migrations up to this number (such as 000018); the later ones stay pending")
+		if len(args) < 2 || fs.Parse(args[2:]) != nil || fs.NArg() != 0 {
+			return fmt.Errorf("migrate wants one of up, down, status [-through NNNNNN]: %w", errUsage)
 		}
-		return postgres.Migrate(ctx, cfg.DatabaseURL, args[1], stdout)
+		return postgres.MigrateThrough(ctx, cfg.DatabaseURL, args[1], *through, stdout)
 	case "worker":
 		return runWorker(ctx, cfg, log, watch)
 	case "dev":
