@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -127,40 +126,11 @@ func BenchmarkHostClient(b *testing.B) {
 		openLoopCalls(500, 2*time.Second, p.call)
 		_, _ = insp.DeleteAllPendingTasks(tasks.QueueCritical)
 	}
-	var cpu float64
-	for _, rate := range []int{200, 500, 1000} {
-		res := map[string]openLoopResult{}
-		for _, p := range paths {
-			res[p.name] = measure(p.call, rate)
-			cpu = max(cpu, res[p.name].cpu)
-		}
-		dm, bm := res["dormancy"], res["bare"]
-		record(row{
-			name:     fmt.Sprintf("Go host client (Check + ReportLoginAttempt) at %d/s, p50 / p99 (ok %.0f %% / %.0f %%)", rate, dm.success*100, bm.success*100),
-			value:    ms(dm.p50) + " / " + ms(dm.p99),
-			baseline: "bare " + ms(bm.p50) + " / " + ms(bm.p99),
-			ratio:    fmt.Sprintf("%.1f", float64(dm.p99)/float64(bm.p99)),
-		})
-	}
-	highest := map[string]int{}
+	calls := map[string]func(int) error{}
 	for _, p := range paths {
-		for _, rate := range []int{250, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000, 4000} {
-			r := measure(p.call, rate)
-			cpu = max(cpu, r.cpu)
-			if r.p99 >= 50*time.Millisecond || r.success < 1 {
-				break
-			}
-			highest[p.name] = rate
-		}
+		calls[p.name] = p.call
 	}
-	record(row{
-		name:     "Go host client highest rate with p99 < 50 ms",
-		value:    fmt.Sprintf("%d/s", highest["dormancy"]),
-		baseline: fmt.Sprintf("bare %d/s", highest["bare"]),
-		ratio:    fmt.Sprintf("%.2f", float64(highest["dormancy"])/float64(max(1, highest["bare"]))),
-	})
-	record(row{
-		name:  "Go host client: this process's CPU (client and load generator), highest seen (share of the machine)",
-		value: fmt.Sprintf("%.0f %%", cpu*100), target: "reported",
-	})
+	sideBySide("Go host client (Check + ReportLoginAttempt)", func(name string, rate int) openLoopResult {
+		return measure(calls[name], rate)
+	}, false)
 }

@@ -14,6 +14,20 @@ import (
 	"github.com/dormancy/dormancy/postgres"
 )
 
+// ownDatabase is a fresh database of the test's own, for tests that act on
+// every row of a table, opened through the store and for assertions.
+func ownDatabase(t *testing.T) (*postgres.Store, *sql.DB) {
+	dsn := testenv.NewDatabase(t)
+	store, err := postgres.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	db := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(dsn)))
+	t.Cleanup(func() { db.Close() })
+	return store, db
+}
+
 // The retention job at an injected instant two years on drops exactly the
 // months of login attempts older than the retention whole, deletes the
 // older rows of the month the cutoff falls in, and keeps everything
@@ -21,14 +35,7 @@ import (
 // their month was created.
 func TestPartitionRetention(t *testing.T) {
 	ctx := context.Background()
-	dsn := testenv.NewDatabase(t)
-	store, err := postgres.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	db := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(dsn)))
-	defer db.Close()
+	store, db := ownDatabase(t)
 	if err := store.UpsertCompany(ctx, postgres.CompanyRecord{ID: "co"}); err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,8 @@ package postgres_test
 
 import (
 	"context"
-	"database/sql"
 	"testing"
 	"time"
-
-	"github.com/uptrace/bun/driver/pgdriver"
 
 	"github.com/dormancy/dormancy/internal/testenv"
 	"github.com/dormancy/dormancy/policy"
@@ -19,14 +16,7 @@ import (
 // their rows stay as evidence.
 func TestRetention(t *testing.T) {
 	ctx := context.Background()
-	dsn := testenv.NewDatabase(t) // retention acts on every row
-	store, err := postgres.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	db := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(dsn)))
-	defer db.Close()
+	store, db := ownDatabase(t) // retention acts on every row
 	exec := func(q string, args ...any) {
 		t.Helper()
 		if _, err := db.Exec(q, args...); err != nil {
