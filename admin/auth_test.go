@@ -145,9 +145,11 @@ func TestAuthorization(t *testing.T) {
 			fmt.Sprintf(`{"company_id":%q,"login_id":"x","token":"nope"}`, b.a.id), 422},
 	}
 	operator := map[string]string{
-		"/monitoring/":     "/monitoring/",
-		"GET /metrics":     "/metrics",
-		"GET /dev/mailbox": "/dev/mailbox",
+		"/monitoring/":             "/monitoring/",
+		"GET /metrics":             "/metrics",
+		"GET /dev/mailbox":         "/dev/mailbox",
+		"GET /debug/pprof/":        "/debug/pprof/heap",
+		"GET /debug/pprof/profile": "/debug/pprof/profile?seconds=1",
 	}
 	public := map[string]struct {
 		path string

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"strings"
 	"time"
@@ -296,6 +297,10 @@ func (s *Server) routeTable() []route {
 
 		{monitoringRoot + "/", authOperator, monitoringGuard(s.monitor)},
 		{"GET /metrics", authOperator, s.metricsHandler()},
+		// Go's profiles of this process, for the operator: where the host
+		// API's time goes under load (BENCHMARKS.md).
+		{"GET /debug/pprof/", authOperator, http.HandlerFunc(pprof.Index)},
+		{"GET /debug/pprof/profile", authOperator, http.HandlerFunc(pprof.Profile)},
 	}
 	rs = append(rs, s.directoryRoutes()...)
 	if s.cfg.DevMailbox {
