@@ -73,7 +73,7 @@ type envVar struct {
 var envVars = []envVar{
 	{"DATABASE_URL", "postgres://postgres@127.0.0.1:5432/dormancy?sslmode=disable", "Postgres connection URL"},
 	{"DATABASE_MAX_CONNS", "32", "Postgres connections one process may open; a fleet shares the server's max_connections"},
-	{"REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL (redis://, rediss://, redis-socket://, redis-sentinel://)"},
+	{"REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL (redis://, rediss://, redis-socket://, redis-sentinel://, or redis-cluster://[:password@]host:port,host:port,... for a Redis Cluster: the nodes listed are seeds)"},
 	{"REDIS_SENTINEL_PASSWORD", "", "with a redis-sentinel:// REDIS_URL, the Sentinels' own password when it differs from the URL's (which the master gets); none for Sentinels without one"},
 	{"RESEND_API_KEY", "", "Resend API key; empty sends mail to the dev mailbox instead"},
 	{"VERIFICATION_SECRET", "", "secret the workers derive verification links with (>= 32 bytes, the same in every worker); required unless mail is in dev mode"},
