@@ -51,11 +51,17 @@ type Config struct {
 	WorkerTaskCheckInterval time.Duration
 	WorkerShutdownTimeout   time.Duration
 	// Retry is the workers' backoff (RETRY_BASE, RETRY_MAX, RETRY_BACKOFF).
-	Retry          worker.RetryPolicy
-	EmailMaxRetry  int
-	Retention      postgres.Retention
-	SweepGuard     policy.SweepGuard
-	LockNoticeRate int
+	Retry         worker.RetryPolicy
+	EmailMaxRetry int
+	Retention     postgres.Retention
+	// Layout is CRITICAL_QUEUES and the TASK_RETENTION_* settings: where
+	// this process enqueues and how long Redis keeps done tasks.
+	Layout tasks.Layout
+	// ServedCriticalQueues is CRITICAL_QUEUES_SERVED, the spread queues a
+	// worker serves besides critical.
+	ServedCriticalQueues int
+	SweepGuard           policy.SweepGuard
+	LockNoticeRate       int
 
 	// Jobs are the scheduler's maintenance jobs (SCHEDULE_*, MAINTENANCE_*).
 	Jobs []scheduler.Job
@@ -75,6 +81,11 @@ var envVars = []envVar{
 	{"DATABASE_MAX_CONNS", "32", "Postgres connections one process may open; a fleet shares the server's max_connections"},
 	{"REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL (redis://, rediss://, redis-socket://, redis-sentinel://, or redis-cluster://[:password@]host:port,host:port,... for a Redis Cluster: the nodes listed are seeds)"},
 	{"REDIS_SENTINEL_PASSWORD", "", "with a redis-sentinel:// REDIS_URL, the Sentinels' own password when it differs from the URL's (which the master gets); none for Sentinels without one"},
+	{"CRITICAL_QUEUES", "1", "queues login attempts and directory events are spread over by company (critical-0 … critical-N-1, README's host contract says how); 1 keeps them on critical. Every host of a deployment uses the same N"},
+	{"CRITICAL_QUEUES_SERVED", "8", "spread queues a worker serves besides critical (critical-0 … critical-M-1): at least the largest CRITICAL_QUEUES of any host; each costs an idle worker one Redis round trip per poll"},
+	{"TASK_RETENTION_LOGIN_ATTEMPTS", "10m", "how long Redis keeps a completed login attempt, refusing a repeat of it at the queue (Postgres refuses it after that); 0 keeps none"},
+	{"TASK_RETENTION_EMAILS", "1h", "how long Redis keeps a completed email task; 0 keeps none"},
+	{"TASK_RETENTION_DIRECTORY", "10m", "how long Redis keeps a completed directory event (versions make a repeat harmless); 0 keeps none"},
 	{"RESEND_API_KEY", "", "Resend API key; empty sends mail to the dev mailbox instead"},
 	{"VERIFICATION_SECRET", "", "secret the workers derive verification links with (>= 32 bytes, the same in every worker); required unless mail is in dev mode"},
 	{"RESEND_BASE_URL", "", "Resend API base URL; empty means Resend's own"},
@@ -258,6 +269,37 @@ func loadConfig(getenv func(string) string, reads func(section string) bool) (*C
 			continue
 		}
 		*d.dst = v
+	}
+	if n, err := strconv.Atoi(get("CRITICAL_QUEUES")); err != nil || n < 1 || n > tasks.MaxCriticalQueues {
+		bad("CRITICAL_QUEUES", fmt.Errorf("want a number from 1 to %d, got %q", tasks.MaxCriticalQueues, get("CRITICAL_QUEUES")))
+	} else {
+		c.Layout.CriticalQueues = n
+	}
+	if n, err := strconv.Atoi(get("CRITICAL_QUEUES_SERVED")); err != nil || n < 0 || n > tasks.MaxCriticalQueues {
+		bad("CRITICAL_QUEUES_SERVED", fmt.Errorf("want a number from 0 to %d, got %q", tasks.MaxCriticalQueues, get("CRITICAL_QUEUES_SERVED")))
+	} else if c.Layout.CriticalQueues > 1 && n < c.Layout.CriticalQueues {
+		bad("CRITICAL_QUEUES_SERVED", fmt.Errorf("%d leaves queues of CRITICAL_QUEUES=%d unserved", n, c.Layout.CriticalQueues))
+	} else {
+		c.ServedCriticalQueues = n
+	}
+	for _, v := range []struct {
+		name string
+		to   *time.Duration
+	}{
+		{"TASK_RETENTION_LOGIN_ATTEMPTS", &c.Layout.Retention.LoginAttempts},
+		{"TASK_RETENTION_EMAILS", &c.Layout.Retention.Emails},
+		{"TASK_RETENTION_DIRECTORY", &c.Layout.Retention.Directory},
+	} {
+		if get(v.name) == "0" {
+			*v.to = tasks.KeepNone
+			continue
+		}
+		d, err := time.ParseDuration(get(v.name))
+		if err != nil || d < time.Second || d > 30*24*time.Hour {
+			bad(v.name, fmt.Errorf("want 0 or a duration from 1s to 720h, such as 10m, got %q", get(v.name)))
+			continue
+		}
+		*v.to = d
 	}
 	if by, err := worker.ParseTypeBackoffs(get("RETRY_BACKOFF")); err != nil {
 		bad("RETRY_BACKOFF", err)
