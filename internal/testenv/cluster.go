@@ -30,6 +30,7 @@ type Cluster struct {
 // ClusterNode is one redis-server of a Cluster.
 type ClusterNode struct {
 	Port int
+	args []string
 	cmd  *exec.Cmd
 	done chan struct{}
 }
@@ -44,6 +45,20 @@ func (n *ClusterNode) Kill() {
 	}
 	_ = n.cmd.Process.Signal(syscall.SIGKILL)
 	<-n.done
+}
+
+// Restart starts a killed node again on its port and directory. Its
+// nodes.conf names it, so it rejoins the cluster; a master whose replica
+// was promoted meanwhile comes back as that one's replica, empty, and
+// syncs from it.
+func (n *ClusterNode) Restart() error {
+	n.done = make(chan struct{})
+	n.cmd = exec.Command("redis-server", n.args...)
+	if err := n.cmd.Start(); err != nil {
+		return fmt.Errorf("redis-server: %w", err)
+	}
+	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(n.cmd, n.done)
+	return waitPing(n)
 }
 
 // DefaultNodeTimeout keeps a failover in a test to a few seconds.
@@ -95,7 +110,7 @@ func startNode(t testing.TB, dir string, nodeTimeout time.Duration) (*ClusterNod
 	for range 3 {
 		port, bus := FreePort(t), FreePort(t)
 		n := &ClusterNode{Port: port, done: make(chan struct{})}
-		n.cmd = exec.Command("redis-server",
+		n.args = []string{
 			"--port", strconv.Itoa(port), "--cluster-port", strconv.Itoa(bus), "--bind", "127.0.0.1",
 			"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
 			"--cluster-node-timeout", strconv.FormatInt(nodeTimeout.Milliseconds(), 10),
@@ -103,11 +118,12 @@ func startNode(t testing.TB, dir string, nodeTimeout time.Duration) (*ClusterNod
 			// down: a test kills a master to see exactly that.
 			"--cluster-replica-validity-factor", "0",
 			"--dir", dir, "--save", "", "--appendonly", "no", "--daemonize", "no",
-			"--logfile", filepath.Join(dir, "redis.log"), "--loglevel", "warning")
+			"--logfile", filepath.Join(dir, "redis.log"), "--loglevel", "warning"}
+		n.cmd = exec.Command("redis-server", n.args...)
 		if err := n.cmd.Start(); err != nil {
 			return nil, fmt.Errorf("redis-server: %w", err)
 		}
-		go func() { _ = n.cmd.Wait(); close(n.done) }()
+		go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(n.cmd, n.done)
 		t.Cleanup(n.Kill)
 		if last = waitPing(n); last == nil {
 			return n, nil
