@@ -66,7 +66,7 @@ func drainByProcesses(b *testing.B, bin, resendURL string, r fleetRun, n int) fl
 		cmd := exec.Command(bin, "worker")
 		cmd.Env = serviceEnv(
 			"REDIS_URL="+r.redisURL, "LOG_LEVEL=info", "RESEND_API_KEY=re_bench", "RESEND_BASE_URL="+resendURL,
-			"VERIFICATION_SECRET="+string(testenv.TokenSecret), "CRITICAL_QUEUES_SERVED="+strconv.Itoa(max(r.queues, 1)),
+			"VERIFICATION_SECRET="+string(testenv.TokenSecret), "CRITICAL_QUEUES="+strconv.Itoa(max(r.queues, 1)),
 			"DATABASE_MAX_CONNS=24",
 		)
 		stderr, err := cmd.StderrPipe()

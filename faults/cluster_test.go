@@ -99,12 +99,8 @@ func TestClusterFailoverUnderBurst(t *testing.T) {
 			"ADMIN_LINK_SECRET": string(testenv.TokenSecret),
 		}), "admin"),
 	}
-	for _, p := range procs {
-		msg := strings.TrimRight(p.name, "-12") + " started"
-		if p.name == "admin" {
-			msg = "admin server started"
-		}
-		p.WaitLog(t, msg, started)
+	for i, msg := range []string{"worker started", "worker started", "scheduler started", "scheduler started", "admin server started"} {
+		procs[i].WaitLog(t, msg, started)
 	}
 
 	var (

@@ -88,7 +88,7 @@ var envVars = []envVar{
 	{"REDIS_WAIT_REPLICAS", "1", "with a redis-cluster:// REDIS_URL, how many replicas must hold a login attempt before its enqueue counts (WAIT); until then the attempt is held in Postgres, so a master lost just after it answered loses nothing. 0 waits for none"},
 	{"REDIS_WAIT_TIMEOUT", "500ms", "how long an enqueue waits for REDIS_WAIT_REPLICAS before the attempt is held in Postgres instead"},
 	{"CRITICAL_QUEUES", "1", "queues login attempts and directory events are spread over by company (critical-0 … critical-N-1, README's host contract says how); 1 keeps them on critical. Every host of a deployment uses the same N"},
-	{"CRITICAL_QUEUES_SERVED", "8", "spread queues a worker serves besides critical (critical-0 … critical-M-1): at least the largest CRITICAL_QUEUES of any host; each costs an idle worker one Redis round trip per poll"},
+	{"CRITICAL_QUEUES_SERVED", "", "spread queues a worker serves besides critical (critical-0 … critical-M-1): at least the largest CRITICAL_QUEUES of any host, and the old N while tasks queued under it drain; empty means CRITICAL_QUEUES (none when it is 1). Each costs a worker a Redis round trip per fetch that finds it empty"},
 	{"TASK_RETENTION_LOGIN_ATTEMPTS", "10m", "how long Redis keeps a completed login attempt, refusing a repeat of it at the queue (Postgres refuses it after that); 0 keeps none"},
 	{"TASK_RETENTION_EMAILS", "1h", "how long Redis keeps a completed email task; 0 keeps none"},
 	{"TASK_RETENTION_DIRECTORY", "10m", "how long Redis keeps a completed directory event (versions make a repeat harmless); 0 keeps none"},
@@ -291,7 +291,11 @@ func loadConfig(getenv func(string) string, reads func(section string) bool) (*C
 	} else {
 		c.Layout.CriticalQueues = n
 	}
-	if n, err := strconv.Atoi(get("CRITICAL_QUEUES_SERVED")); err != nil || n < 0 || n > tasks.MaxCriticalQueues {
+	if get("CRITICAL_QUEUES_SERVED") == "" {
+		if c.Layout.CriticalQueues > 1 {
+			c.ServedCriticalQueues = c.Layout.CriticalQueues
+		}
+	} else if n, err := strconv.Atoi(get("CRITICAL_QUEUES_SERVED")); err != nil || n < 0 || n > tasks.MaxCriticalQueues {
 		bad("CRITICAL_QUEUES_SERVED", fmt.Errorf("want a number from 0 to %d, got %q", tasks.MaxCriticalQueues, get("CRITICAL_QUEUES_SERVED")))
 	} else if c.Layout.CriticalQueues > 1 && n < c.Layout.CriticalQueues {
 		bad("CRITICAL_QUEUES_SERVED", fmt.Errorf("%d leaves queues of CRITICAL_QUEUES=%d unserved", n, c.Layout.CriticalQueues))

@@ -59,7 +59,7 @@ func TestLoadConfigLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := tasks.Layout{CriticalQueues: 1, Retention: tasks.TaskRetention{LoginAttempts: 10 * time.Minute, Emails: time.Hour, Directory: 10 * time.Minute}}
-	if c.Layout != want || c.ServedCriticalQueues != 8 {
+	if c.Layout != want || c.ServedCriticalQueues != 0 {
 		t.Errorf("defaults: %+v, served %d", c.Layout, c.ServedCriticalQueues)
 	}
 	c, err = LoadConfig(env(map[string]string{"CRITICAL_QUEUES": "3", "CRITICAL_QUEUES_SERVED": "3", "TASK_RETENTION_LOGIN_ATTEMPTS": "0", "TASK_RETENTION_EMAILS": "2h"}))
@@ -69,6 +69,9 @@ func TestLoadConfigLayout(t *testing.T) {
 	want = tasks.Layout{CriticalQueues: 3, Retention: tasks.TaskRetention{LoginAttempts: tasks.KeepNone, Emails: 2 * time.Hour, Directory: 10 * time.Minute}}
 	if c.Layout != want || c.ServedCriticalQueues != 3 {
 		t.Errorf("set: %+v, served %d", c.Layout, c.ServedCriticalQueues)
+	}
+	if c, err := LoadConfig(env(map[string]string{"CRITICAL_QUEUES": "4"})); err != nil || c.ServedCriticalQueues != 4 {
+		t.Errorf("CRITICAL_QUEUES_SERVED unset: %v, %v", c.ServedCriticalQueues, err)
 	}
 }
 
