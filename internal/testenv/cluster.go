@@ -53,7 +53,7 @@ func (n *ClusterNode) Kill() {
 // syncs from it.
 func (n *ClusterNode) Restart() error {
 	n.done = make(chan struct{})
-	n.cmd = exec.Command("redis-server", n.args...)
+	n.cmd = nodeCommand(n.args)
 	if err := n.cmd.Start(); err != nil {
 		return fmt.Errorf("redis-server: %w", err)
 	}
@@ -119,7 +119,7 @@ func startNode(t testing.TB, dir string, nodeTimeout time.Duration) (*ClusterNod
 			"--cluster-replica-validity-factor", "0",
 			"--dir", dir, "--save", "", "--appendonly", "no", "--daemonize", "no",
 			"--logfile", filepath.Join(dir, "redis.log"), "--loglevel", "warning"}
-		n.cmd = exec.Command("redis-server", n.args...)
+		n.cmd = nodeCommand(n.args)
 		if err := n.cmd.Start(); err != nil {
 			return nil, fmt.Errorf("redis-server: %w", err)
 		}
