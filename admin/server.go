@@ -32,6 +32,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
+	"github.com/dormancy/dormancy/cluster"
 	"github.com/dormancy/dormancy/internal/outage"
 	"github.com/dormancy/dormancy/postgres"
 	"github.com/dormancy/dormancy/tasks"
@@ -86,6 +87,13 @@ type Config struct {
 	// each throttle check: during an outage the throttles let requests
 	// through at once instead of each waiting for Redis.
 	RedisWatch *outage.Watch
+	// Replication is what an enqueue waits for on a Redis Cluster
+	// (cluster.Options); the zero value waits for nothing.
+	Replication cluster.Options
+	// Layout is where the API enqueues login attempts (CRITICAL_QUEUES)
+	// and how long Redis keeps them done; the zero value is the
+	// constructors' layout.
+	Layout tasks.Layout
 	// Now is the clock; nil means time.Now. Tests inject their own.
 	Now func() time.Time
 	// Random is the source of session tokens and keys; nil means crypto/rand.
@@ -157,9 +165,11 @@ func New(cfg Config) (*Server, error) {
 	// The queue shares the throttles' Redis client (and its tracing).
 	s.queue = cfg.Queue
 	if s.queue == nil {
-		s.queue = asynq.NewClientFromRedisClient(rc)
+		q := cluster.NewQueue(rc, cfg.Replication)
+		s.queue = q
+		s.closers = append(s.closers, q.Close)
 	}
-	s.host = tasks.NewClient(s.queue, cfg.Store, cfg.Now)
+	s.host = tasks.NewClient(s.queue, cfg.Store, cfg.Now, tasks.WithLayout(cfg.Layout))
 	s.inspector = asynq.NewInspector(cfg.Redis)
 	s.closers = append(s.closers, s.inspector.Close)
 	if cfg.Throttle.Attempts <= 0 || cfg.Throttle.Window <= 0 {

@@ -46,6 +46,8 @@ type envOpts struct {
 	// ownDatabase gives the test a fresh database instead of the binary's
 	// shared one: for tests whose jobs act on every row.
 	ownDatabase bool
+	// cluster is a Redis Cluster of the test's own, instead of redis.
+	cluster *testenv.Cluster
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -57,12 +59,15 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if o.redis != nil {
 		e.redisURL = o.redis.URL()
 	}
-	opt, err := asynq.ParseRedisURI(e.redisURL)
-	if err != nil {
+	var opt asynq.RedisConnOpt
+	var err error
+	if o.cluster != nil {
+		e.redisURL, opt = o.cluster.URL(), o.cluster.Opt()
+	} else if opt, err = asynq.ParseRedisURI(e.redisURL); err != nil {
 		t.Fatal(err)
 	}
 	e.redisOpt = opt
-	if o.redis == nil {
+	if o.redis == nil && o.cluster == nil {
 		// Registered before any process starts, so it runs after they are
 		// killed: the next test starts with empty queues.
 		flush := func() {

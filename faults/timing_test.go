@@ -51,3 +51,27 @@ var (
 	// task is retried.
 	orphaned = asynqLease + asynqRecovererCutoff + asynqRecovererEvery + retried
 )
+
+// Settings of the cluster test (TestClusterFailoverUnderBurst).
+const (
+	// clusterNodeTimeout is cluster-node-timeout: how long a master is
+	// unreachable before the others mark it failed.
+	clusterNodeTimeout = time.Second
+	// redisElectionDelay is the longest a replica waits, once its master
+	// is marked failed, before it asks to be promoted: Redis's fixed
+	// 500 ms, up to 500 ms at random, and 1 s per rank (one replica each).
+	redisElectionDelay = time.Second
+	// requeueEvery is SCHEDULE_REQUEUE_MAIL's period ("* * * * *"): how
+	// often the held attempts and the mails whose task was lost are
+	// queued again.
+	requeueEvery = time.Minute
+)
+
+var (
+	// failedOver bounds a failover: the failure detected, the FAIL flag
+	// spread, the election.
+	failedOver = 2*clusterNodeTimeout + redisElectionDelay + margin
+	// requeued bounds the time until an attempt held in Postgres, or a
+	// mail whose task the failover lost, is queued again and has run.
+	requeued = requeueEvery + retried + margin
+)

@@ -42,9 +42,10 @@ type Enqueuer interface {
 
 // Client is what a host's login handler holds.
 type Client struct {
-	queue Enqueuer
-	store Store
-	now   func() time.Time
+	queue  Enqueuer
+	store  Store
+	now    func() time.Time
+	layout Layout
 	// heldUntil is when the client next tries Redis after an enqueue
 	// failed (Unix nanoseconds of its clock): during an outage each login
 	// costs one Postgres write, not a wait for Redis first.
@@ -53,12 +54,25 @@ type Client struct {
 
 // NewClient returns a host client. now is the clock (time.Now in
 // production); a nil now means time.Now.
-func NewClient(queue Enqueuer, store Store, now func() time.Time) *Client {
+func NewClient(queue Enqueuer, store Store, now func() time.Time, opts ...ClientOption) *Client {
 	if now == nil {
 		now = time.Now
 	}
-	return &Client{queue: queue, store: store, now: now}
+	c := &Client{queue: queue, store: store, now: now}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
 }
+
+// ClientOption configures a Client.
+type ClientOption func(*Client)
+
+// WithLayout makes the client enqueue by l: login attempts and directory
+// events on the company's queue of l.CriticalQueues (CriticalQueue), each
+// family retained as l.Retention says. Every host of one deployment
+// should use the same l.CriticalQueues, though a worker serves any.
+func WithLayout(l Layout) ClientOption { return func(c *Client) { c.layout = l } }
 
 // CheckResult is the answer a login page shows.
 type CheckResult struct {
@@ -218,12 +232,12 @@ func RebuildTask(typ string, payload []byte) (*asynq.Task, error) {
 	return nil, fmt.Errorf("tasks.RebuildTask: %q is never held", typ)
 }
 
-// Enqueue hands a task to the queue, treating "already there" as success:
-// every task ID in this package names its work, so a conflict means the
-// work is already queued or done.
+// Enqueue hands a task to the queue of the client's layout, treating
+// "already there" as success: every task ID in this package names its
+// work, so a conflict means the work is already queued or done.
 func (c *Client) Enqueue(ctx context.Context, t *asynq.Task) error {
 	Inject(ctx, t)
-	_, err := c.queue.EnqueueContext(ctx, t)
+	_, err := c.queue.EnqueueContext(ctx, t, c.layout.Options(t)...)
 	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return fmt.Errorf("tasks: enqueue %s: %w", t.Type(), err)
 	}

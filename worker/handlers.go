@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/dormancy/dormancy/cluster"
 	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/postgres"
 	"github.com/dormancy/dormancy/tasks"
@@ -26,6 +27,10 @@ type Handlers struct {
 	sender Sender
 	links  Links
 	queue  *asynq.Client
+	// held re-queues the attempts hosts held in Postgres: on a cluster it
+	// waits for a replica, since the held row is deleted once it succeeds.
+	held   cluster.Queue
+	layout tasks.Layout
 	// closeQueue closes the Redis client under queue when the handlers
 	// made it themselves (to trace it); asynq leaves that to its owner.
 	closeQueue func() error
@@ -79,6 +84,7 @@ func (h *Handlers) Close() {
 	if h.closeQueue == nil {
 		_ = h.queue.Close()
 	}
+
 	h.inspector.Close()
 }
 

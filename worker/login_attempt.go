@@ -229,7 +229,7 @@ func (h *Handlers) enqueue(ctx context.Context, out []outgoing) error {
 		if err != nil {
 			return err
 		}
-		var opts []asynq.Option
+		opts := h.layout.Options(t)
 		if h.emailMaxRetry > 0 {
 			opts = append(opts, asynq.MaxRetry(h.emailMaxRetry))
 		}

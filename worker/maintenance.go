@@ -394,7 +394,7 @@ func (h *Handlers) RequeueMail(ctx context.Context, t *asynq.Task) error {
 					h.logger(ctx).Error("held task dropped", slog.Int64("held_id", ht.ID), slog.String("error", err.Error()))
 					return nil
 				}
-				if _, err := h.queue.EnqueueContext(ctx, t); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+				if _, err := h.held.EnqueueContext(ctx, t, h.layout.Options(t)...); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 					return fmt.Errorf("worker: enqueue held task %d: %w", ht.ID, err)
 				}
 				return nil

@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/dormancy/dormancy/cluster"
 	"github.com/dormancy/dormancy/internal/asynqlog"
 	"github.com/dormancy/dormancy/internal/outage"
 	"github.com/dormancy/dormancy/mail"
@@ -103,6 +104,18 @@ type Config struct {
 	HelpURL string
 	// Metrics, when set, measure every task (NewMetrics).
 	Metrics *Metrics
+	// Layout is where the handlers put the tasks they enqueue (emails, and
+	// held login attempts on the hosts' CriticalQueues) and how long Redis
+	// keeps them done; the zero value is the constructors' layout.
+	Layout tasks.Layout
+	// Replication is what re-queueing a held login attempt waits for on a
+	// Redis Cluster (cluster.Options): the attempt leaves Postgres only
+	// once a replica holds it. The zero value waits for nothing.
+	Replication cluster.Options
+	// ServedCriticalQueues is how many spread critical queues the worker
+	// serves besides critical (tasks.ServedQueues): at least the largest
+	// CriticalQueues any host uses. 0 serves critical alone.
+	ServedCriticalQueues int
 }
 
 // Worker is the running server with its handlers.
@@ -135,7 +148,7 @@ func New(cfg Config) (*Worker, error) {
 	h := NewHandlers(cfg)
 	srv := asynq.NewServer(cfg.Redis, asynq.Config{
 		Concurrency:       cfg.Concurrency,
-		Queues:            tasks.Queues,
+		Queues:            tasks.ServedQueues(cfg.ServedCriticalQueues),
 		TaskCheckInterval: cfg.TaskCheckInterval,
 		ShutdownTimeout:   cfg.ShutdownTimeout,
 		RetryDelayFunc:    cfg.Retry.Delay,
@@ -181,13 +194,15 @@ func NewHandlers(cfg Config) *Handlers {
 	if random == nil {
 		random = rand.Reader
 	}
-	queue, closeQueue := newQueue(cfg)
+	queue, held, closeQueue := newQueue(cfg)
 	return &Handlers{
 		store:      cfg.Store,
 		sender:     cfg.Sender,
 		links:      cfg.Links,
 		queue:      queue,
+		held:       held,
 		closeQueue: closeQueue,
+		layout:     cfg.Layout,
 		inspector:  asynq.NewInspector(cfg.Redis),
 		log:        cfg.Logger,
 		now:        now,
@@ -205,17 +220,19 @@ func NewHandlers(cfg Config) *Handlers {
 	}
 }
 
-// newQueue is the handlers' asynq client; with tracing, on a go-redis
-// client of its own whose commands are traced, which the returned func
-// closes.
-func newQueue(cfg Config) (*asynq.Client, func() error) {
+// newQueue is the handlers' asynq client, and the queue of held attempts
+// on the same Redis client; with tracing, that client's commands are
+// traced. The returned func closes the Redis client.
+func newQueue(cfg Config) (*asynq.Client, cluster.Queue, func() error) {
+	rc, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		q := asynq.NewClient(cfg.Redis)
+		return q, q, nil
+	}
 	if cfg.Trace {
-		if rc, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient); ok {
-			if err := redisotel.InstrumentTracing(rc); err != nil {
-				cfg.Logger.Warn("worker: Redis commands not traced", slog.String("error", err.Error()))
-			}
-			return asynq.NewClientFromRedisClient(rc), rc.Close
+		if err := redisotel.InstrumentTracing(rc); err != nil {
+			cfg.Logger.Warn("worker: Redis commands not traced", slog.String("error", err.Error()))
 		}
 	}
-	return asynq.NewClient(cfg.Redis), nil
+	return asynq.NewClientFromRedisClient(rc), cluster.NewQueue(rc, cfg.Replication), rc.Close
 }

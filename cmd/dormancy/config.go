@@ -14,6 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun/driver/pgdriver"
 
+	"github.com/dormancy/dormancy/cluster"
 	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/postgres"
 	"github.com/dormancy/dormancy/scheduler"
@@ -51,11 +52,20 @@ type Config struct {
 	WorkerTaskCheckInterval time.Duration
 	WorkerShutdownTimeout   time.Duration
 	// Retry is the workers' backoff (RETRY_BASE, RETRY_MAX, RETRY_BACKOFF).
-	Retry          worker.RetryPolicy
-	EmailMaxRetry  int
-	Retention      postgres.Retention
-	SweepGuard     policy.SweepGuard
-	LockNoticeRate int
+	Retry         worker.RetryPolicy
+	EmailMaxRetry int
+	Retention     postgres.Retention
+	// Layout is CRITICAL_QUEUES and the TASK_RETENTION_* settings: where
+	// this process enqueues and how long Redis keeps done tasks.
+	Layout tasks.Layout
+	// Replication is REDIS_WAIT_REPLICAS and REDIS_WAIT_TIMEOUT: what an
+	// enqueue of a login attempt waits for on a Redis Cluster.
+	Replication cluster.Options
+	// ServedCriticalQueues is CRITICAL_QUEUES_SERVED, the spread queues a
+	// worker serves besides critical.
+	ServedCriticalQueues int
+	SweepGuard           policy.SweepGuard
+	LockNoticeRate       int
 
 	// Jobs are the scheduler's maintenance jobs (SCHEDULE_*, MAINTENANCE_*).
 	Jobs []scheduler.Job
@@ -73,8 +83,15 @@ type envVar struct {
 var envVars = []envVar{
 	{"DATABASE_URL", "postgres://postgres@127.0.0.1:5432/dormancy?sslmode=disable", "Postgres connection URL"},
 	{"DATABASE_MAX_CONNS", "32", "Postgres connections one process may open; a fleet shares the server's max_connections"},
-	{"REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL (redis://, rediss://, redis-socket://, redis-sentinel://)"},
+	{"REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL (redis://, rediss://, redis-socket://, redis-sentinel://, or redis-cluster://[:password@]host:port,host:port,... for a Redis Cluster: the nodes listed are seeds)"},
 	{"REDIS_SENTINEL_PASSWORD", "", "with a redis-sentinel:// REDIS_URL, the Sentinels' own password when it differs from the URL's (which the master gets); none for Sentinels without one"},
+	{"REDIS_WAIT_REPLICAS", "1", "with a redis-cluster:// REDIS_URL, how many replicas must hold a login attempt before its enqueue counts (WAIT); until then the attempt is held in Postgres, so a master lost just after it answered loses nothing. 0 waits for none"},
+	{"REDIS_WAIT_TIMEOUT", "500ms", "how long an enqueue waits for REDIS_WAIT_REPLICAS before the attempt is held in Postgres instead"},
+	{"CRITICAL_QUEUES", "1", "queues login attempts and directory events are spread over by company (critical-0 … critical-N-1, README's host contract says how); 1 keeps them on critical. Every host of a deployment uses the same N"},
+	{"CRITICAL_QUEUES_SERVED", "", "spread queues a worker serves besides critical (critical-0 … critical-M-1): at least the largest CRITICAL_QUEUES of any host, and the old N while tasks queued under it drain; empty means CRITICAL_QUEUES (none when it is 1). Each costs a worker a Redis round trip per fetch that finds it empty"},
+	{"TASK_RETENTION_LOGIN_ATTEMPTS", "10m", "how long Redis keeps a completed login attempt, refusing a repeat of it at the queue (Postgres refuses it after that); 0 keeps none"},
+	{"TASK_RETENTION_EMAILS", "1h", "how long Redis keeps a completed email task; 0 keeps none"},
+	{"TASK_RETENTION_DIRECTORY", "10m", "how long Redis keeps a completed directory event (versions make a repeat harmless); 0 keeps none"},
 	{"RESEND_API_KEY", "", "Resend API key; empty sends mail to the dev mailbox instead"},
 	{"VERIFICATION_SECRET", "", "secret the workers derive verification links with (>= 32 bytes, the same in every worker); required unless mail is in dev mode"},
 	{"RESEND_BASE_URL", "", "Resend API base URL; empty means Resend's own"},
@@ -259,6 +276,51 @@ func loadConfig(getenv func(string) string, reads func(section string) bool) (*C
 			continue
 		}
 		*d.dst = v
+	}
+	if n, err := strconv.Atoi(get("REDIS_WAIT_REPLICAS")); err != nil || n < 0 || n > 5 {
+		bad("REDIS_WAIT_REPLICAS", fmt.Errorf("want a number from 0 to 5, got %q", get("REDIS_WAIT_REPLICAS")))
+	} else {
+		c.Replication.Replicas = n
+	}
+	if d, err := time.ParseDuration(get("REDIS_WAIT_TIMEOUT")); err != nil || d < time.Millisecond || d >= tasks.HoldAfter {
+		bad("REDIS_WAIT_TIMEOUT", fmt.Errorf("want a duration from 1ms to under %s (a login waits no longer for Redis), got %q", tasks.HoldAfter, get("REDIS_WAIT_TIMEOUT")))
+	} else {
+		c.Replication.Timeout = d
+	}
+	if n, err := strconv.Atoi(get("CRITICAL_QUEUES")); err != nil || n < 1 || n > tasks.MaxCriticalQueues {
+		bad("CRITICAL_QUEUES", fmt.Errorf("want a number from 1 to %d, got %q", tasks.MaxCriticalQueues, get("CRITICAL_QUEUES")))
+	} else {
+		c.Layout.CriticalQueues = n
+	}
+	if get("CRITICAL_QUEUES_SERVED") == "" {
+		if c.Layout.CriticalQueues > 1 {
+			c.ServedCriticalQueues = c.Layout.CriticalQueues
+		}
+	} else if n, err := strconv.Atoi(get("CRITICAL_QUEUES_SERVED")); err != nil || n < 0 || n > tasks.MaxCriticalQueues {
+		bad("CRITICAL_QUEUES_SERVED", fmt.Errorf("want a number from 0 to %d, got %q", tasks.MaxCriticalQueues, get("CRITICAL_QUEUES_SERVED")))
+	} else if c.Layout.CriticalQueues > 1 && n < c.Layout.CriticalQueues {
+		bad("CRITICAL_QUEUES_SERVED", fmt.Errorf("%d leaves queues of CRITICAL_QUEUES=%d unserved", n, c.Layout.CriticalQueues))
+	} else {
+		c.ServedCriticalQueues = n
+	}
+	for _, v := range []struct {
+		name string
+		to   *time.Duration
+	}{
+		{"TASK_RETENTION_LOGIN_ATTEMPTS", &c.Layout.Retention.LoginAttempts},
+		{"TASK_RETENTION_EMAILS", &c.Layout.Retention.Emails},
+		{"TASK_RETENTION_DIRECTORY", &c.Layout.Retention.Directory},
+	} {
+		if get(v.name) == "0" {
+			*v.to = tasks.KeepNone
+			continue
+		}
+		d, err := time.ParseDuration(get(v.name))
+		if err != nil || d < time.Second || d > 30*24*time.Hour {
+			bad(v.name, fmt.Errorf("want 0 or a duration from 1s to 720h, such as 10m, got %q", get(v.name)))
+			continue
+		}
+		*v.to = d
 	}
 	if by, err := worker.ParseTypeBackoffs(get("RETRY_BACKOFF")); err != nil {
 		bad("RETRY_BACKOFF", err)

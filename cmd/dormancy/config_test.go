@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dormancy/dormancy/internal/testenv"
+	"github.com/dormancy/dormancy/tasks"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -40,8 +41,38 @@ func TestLoadConfigNamesEveryBadVariable(t *testing.T) {
 		"RETRY_BACKOFF":              "email:=2s",
 		"EMAIL_MAX_RETRY":            "-3",
 		"DATABASE_MAX_CONNS":         "1",
+		"CRITICAL_QUEUES":            "0",
+		"TASK_RETENTION_EMAILS":      "forever",
+		"TASK_RETENTION_DIRECTORY":   "500ms",
 	}
 	assertNamesEvery(t, bad)
+	if _, err := LoadConfig(env(map[string]string{"CRITICAL_QUEUES": "4", "CRITICAL_QUEUES_SERVED": "3"})); err == nil || !strings.Contains(err.Error(), "CRITICAL_QUEUES_SERVED:") {
+		t.Errorf("workers serving fewer queues than hosts use: %v", err)
+	}
+}
+
+// The queue layout and the retention of done tasks in Redis: defaults,
+// and 0 keeping none.
+func TestLoadConfigLayout(t *testing.T) {
+	c, err := LoadConfig(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := tasks.Layout{CriticalQueues: 1, Retention: tasks.TaskRetention{LoginAttempts: 10 * time.Minute, Emails: time.Hour, Directory: 10 * time.Minute}}
+	if c.Layout != want || c.ServedCriticalQueues != 0 {
+		t.Errorf("defaults: %+v, served %d", c.Layout, c.ServedCriticalQueues)
+	}
+	c, err = LoadConfig(env(map[string]string{"CRITICAL_QUEUES": "3", "CRITICAL_QUEUES_SERVED": "3", "TASK_RETENTION_LOGIN_ATTEMPTS": "0", "TASK_RETENTION_EMAILS": "2h"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = tasks.Layout{CriticalQueues: 3, Retention: tasks.TaskRetention{LoginAttempts: tasks.KeepNone, Emails: 2 * time.Hour, Directory: 10 * time.Minute}}
+	if c.Layout != want || c.ServedCriticalQueues != 3 {
+		t.Errorf("set: %+v, served %d", c.Layout, c.ServedCriticalQueues)
+	}
+	if c, err := LoadConfig(env(map[string]string{"CRITICAL_QUEUES": "4"})); err != nil || c.ServedCriticalQueues != 4 {
+		t.Errorf("CRITICAL_QUEUES_SERVED unset: %v, %v", c.ServedCriticalQueues, err)
+	}
 }
 
 // assertNamesEvery loads a configuration of bad values and checks that the

@@ -112,6 +112,7 @@ func runDev(ctx context.Context, cfg *Config, log *slog.Logger, watch watches, s
 		Redis: cfg.Redis, Store: store, Sender: mail.NewDev(log), Links: worker.Links{Base: cfg.PublicBaseURL},
 		Concurrency: cfg.WorkerConcurrency, TaskCheckInterval: cfg.WorkerTaskCheckInterval,
 		ShutdownTimeout: 5 * time.Second, Retry: cfg.Retry, EmailMaxRetry: cfg.EmailMaxRetry, Retention: cfg.Retention, SweepGuard: cfg.SweepGuard, LockNoticeRate: cfg.LockNoticeRate,
+		Layout: cfg.Layout, ServedCriticalQueues: cfg.ServedCriticalQueues,
 		Logger: log, Now: clock.Now, RedisWatch: watch.redis, Trace: cfg.tracing(),
 	})
 	if err != nil {
@@ -129,7 +130,7 @@ func runDev(ctx context.Context, cfg *Config, log *slog.Logger, watch watches, s
 	adminSrv, err := admin.New(admin.Config{
 		Store: store, Redis: cfg.Redis, Queue: queue, LinkSecret: secret,
 		OperatorUser: "dev", OperatorPassword: "dev", DevMailbox: true, InsecureCookies: true,
-		Logger: log, Now: clock.Now, RedisWatch: watch.redis, Trace: cfg.tracing(),
+		Logger: log, Now: clock.Now, RedisWatch: watch.redis, Trace: cfg.tracing(), Layout: cfg.Layout,
 	})
 	if err != nil {
 		return err
@@ -141,7 +142,7 @@ func runDev(ctx context.Context, cfg *Config, log *slog.Logger, watch watches, s
 		users[i] = demohost.User{LoginID: a.loginID, Password: demoPassword}
 	}
 	host := demohost.New(demohost.Config{
-		Dormancy: tasks.NewClient(queue, store, clock.Now), CompanyID: demoCompany, Users: users, Logger: log,
+		Dormancy: tasks.NewClient(queue, store, clock.Now, tasks.WithLayout(cfg.Layout)), CompanyID: demoCompany, Users: users, Logger: log,
 		AdminLink: func(companyID string, accountID int64) (string, error) {
 			var nonce [16]byte
 			rand.Read(nonce[:])

@@ -174,6 +174,7 @@ func runWorker(ctx context.Context, cfg *Config, log *slog.Logger, watch watches
 		Concurrency: cfg.WorkerConcurrency, TaskCheckInterval: cfg.WorkerTaskCheckInterval,
 		ShutdownTimeout: cfg.WorkerShutdownTimeout,
 		Retry:           cfg.Retry, EmailMaxRetry: cfg.EmailMaxRetry, Retention: cfg.Retention, SweepGuard: cfg.SweepGuard, LockNoticeRate: cfg.LockNoticeRate,
+		Layout: cfg.Layout, ServedCriticalQueues: cfg.ServedCriticalQueues, Replication: cfg.Replication,
 		Logger: log, RedisWatch: watch.redis, Trace: cfg.tracing(),
 	})
 	if err != nil {

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,5 +88,91 @@ func TestRedisSentinelWithPassword(t *testing.T) {
 	}
 	if _, err := LoadConfig(env(map[string]string{"REDIS_SENTINEL_PASSWORD": "x"})); err == nil {
 		t.Error("REDIS_SENTINEL_PASSWORD with a plain redis:// URL: accepted")
+	}
+}
+
+func TestRedisClusterURL(t *testing.T) {
+	for _, c := range []struct {
+		raw   string
+		addrs []string
+		user  string
+		pass  string
+	}{
+		{"redis-cluster://127.0.0.1:7000", []string{"127.0.0.1:7000"}, "", ""},
+		{"redis-cluster://10.0.0.1:7000,10.0.0.2:7001/0", []string{"10.0.0.1:7000", "10.0.0.2:7001"}, "", ""},
+		{"redis-cluster://:s%40cret@a:1,b:2,c:3", []string{"a:1", "b:2", "c:3"}, "", "s@cret"},
+		{"redis-cluster://dormancy:pw@[::1]:7000", []string{"[::1]:7000"}, "dormancy", "pw"},
+	} {
+		opt, err := parseRedisURL(c.raw, "")
+		if err != nil {
+			t.Errorf("%s: %v", c.raw, err)
+			continue
+		}
+		got, ok := opt.(asynq.RedisClusterClientOpt)
+		if !ok {
+			t.Errorf("%s: %T, want a cluster option", c.raw, opt)
+			continue
+		}
+		if fmt.Sprint(got.Addrs) != fmt.Sprint(c.addrs) || got.Username != c.user || got.Password != c.pass {
+			t.Errorf("%s: %v %q %q, want %v %q %q", c.raw, got.Addrs, got.Username, got.Password, c.addrs, c.user, c.pass)
+		}
+	}
+	for _, raw := range []string{
+		"redis-cluster://", "redis-cluster://a", "redis-cluster://a:1,", "redis-cluster://a:1/3", "redis-cluster://a:1?pool=2",
+	} {
+		if _, err := parseRedisURL(raw, ""); err == nil {
+			t.Errorf("%s: accepted", raw)
+		}
+	}
+	if _, err := parseRedisURL("redis-cluster://a:1", "x"); err == nil {
+		t.Error("REDIS_SENTINEL_PASSWORD with a cluster: accepted")
+	}
+	if got := redacted("redis-cluster://:secret@a:1,b:2"); strings.Contains(got, "secret") {
+		t.Errorf("redacted: %s", got)
+	}
+}
+
+// REDIS_URL naming a cluster gives every Redis user of a process a
+// cluster client: go-redis for the watches and throttles, asynq for the
+// queues, with tasks of several queues landing on different shards.
+func TestRedisCluster(t *testing.T) {
+	cl := testenv.StartCluster(t, 0)
+	cfg, err := LoadConfig(env(map[string]string{"REDIS_URL": cl.URL()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, ok := cfg.Redis.MakeRedisClient().(*redis.ClusterClient)
+	if !ok {
+		t.Fatalf("client %T, want *redis.ClusterClient", cfg.Redis.MakeRedisClient())
+	}
+	defer rc.Close()
+	ctx := context.Background()
+	if err := awaitServices(ctx, cfg, slog.New(slog.DiscardHandler), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	q := asynq.NewClient(cfg.Redis)
+	defer q.Close()
+	insp := asynq.NewInspector(cfg.Redis)
+	defer insp.Close()
+	masters := map[string]bool{}
+	for _, queue := range []string{"critical-0", "critical-1", "critical-2"} {
+		if _, err := q.Enqueue(asynq.NewTask("probe", nil), asynq.Queue(queue)); err != nil {
+			t.Fatalf("enqueue on %s: %v", queue, err)
+		}
+		info, err := insp.GetQueueInfo(queue)
+		if err != nil || info.Pending != 1 {
+			t.Fatalf("%s: %+v, %v", queue, info, err)
+		}
+		m, err := cl.MasterOf(ctx, "asynq:{"+queue+"}:pending")
+		if err != nil {
+			t.Fatal(err)
+		}
+		masters[m.Addr()] = true
+	}
+	if len(masters) != 3 {
+		t.Errorf("three queues on %d shards, want 3", len(masters))
 	}
 }
