@@ -597,6 +597,18 @@ func (s *Store) RecordWebhookAttempt(ctx context.Context, deliveryID int64, a We
 	return out, nil
 }
 
+// FailWebhookDelivery ends a pending delivery that cannot be made (its
+// endpoint disabled, its event deleted), leaving the endpoint's failure
+// record alone: the receiver was never asked.
+func (s *Store) FailWebhookDelivery(ctx context.Context, deliveryID int64, reason string, now time.Time) error {
+	_, err := s.db.NewRaw(`UPDATE webhook_deliveries SET status = 'failed', last_error = ?, last_attempt_at = ?
+		WHERE id = ? AND status = 'pending'`, truncate(reason, 500), now, deliveryID).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres.FailWebhookDelivery(%d): %w", deliveryID, err)
+	}
+	return nil
+}
+
 // WebhookFailingTooLong is the disable rule: an endpoint failing since
 // since has failed for long enough at now. disableAfter <= 0 never
 // disables.
@@ -612,11 +624,23 @@ func WebhookDisabledKey(endpointID int64, at time.Time, adminID int64) string {
 
 // ParseWebhookDisabledKey reads the endpoint back from the key.
 func ParseWebhookDisabledKey(key string) (endpointID int64, err error) {
-	var micros, admin int64
+	endpointID, _, err = parseWebhookDisabledKey(key)
+	return endpointID, err
+}
+
+// ParseWebhookDisabledAt reads the instant of the disabling back from the
+// key, so a retried notice renders the same body.
+func ParseWebhookDisabledAt(key string) (time.Time, error) {
+	_, micros, err := parseWebhookDisabledKey(key)
+	return time.UnixMicro(micros), err
+}
+
+func parseWebhookDisabledKey(key string) (endpointID, micros int64, err error) {
+	var admin int64
 	if _, err := fmt.Sscanf(key, string(MailWebhookDisabled)+":%d:%d:%d", &endpointID, &micros, &admin); err != nil {
-		return 0, fmt.Errorf("postgres.ParseWebhookDisabledKey(%q): %w", key, err)
+		return 0, 0, fmt.Errorf("postgres.ParseWebhookDisabledKey(%q): %w", key, err)
 	}
-	return endpointID, nil
+	return endpointID, micros, nil
 }
 
 func truncate(s string, n int) string {
