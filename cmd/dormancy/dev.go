@@ -112,7 +112,7 @@ func runDev(ctx context.Context, cfg *Config, log *slog.Logger, watch watches, s
 		Redis: cfg.Redis, Store: store, Sender: mail.NewDev(log), Links: worker.Links{Base: cfg.PublicBaseURL},
 		Concurrency: cfg.WorkerConcurrency, TaskCheckInterval: cfg.WorkerTaskCheckInterval,
 		ShutdownTimeout: 5 * time.Second, Retry: cfg.Retry, EmailMaxRetry: cfg.EmailMaxRetry, Retention: cfg.Retention, SweepGuard: cfg.SweepGuard, LockNoticeRate: cfg.LockNoticeRate,
-		Logger: log, Now: clock.Now, RedisWatch: watch.redis, Trace: cfg.tracing(),
+		Logger: log, Now: clock.Now, RedisWatch: watch.redis, Trace: cfg.tracing(), Webhooks: cfg.Webhooks.worker(),
 	})
 	if err != nil {
 		return err
@@ -129,7 +129,7 @@ func runDev(ctx context.Context, cfg *Config, log *slog.Logger, watch watches, s
 	adminSrv, err := admin.New(admin.Config{
 		Store: store, Redis: cfg.Redis, Queue: queue, LinkSecret: secret,
 		OperatorUser: "dev", OperatorPassword: "dev", DevMailbox: true, InsecureCookies: true,
-		Logger: log, Now: clock.Now, RedisWatch: watch.redis, Trace: cfg.tracing(),
+		Logger: log, Now: clock.Now, RedisWatch: watch.redis, Trace: cfg.tracing(), Webhooks: cfg.Webhooks.settings(),
 	})
 	if err != nil {
 		return err
