@@ -369,3 +369,68 @@ func TestWebhookBackoffLastsADay(t *testing.T) {
 		t.Errorf("%d retries span %v, want about a day", tasks.WebhookMaxRetry, total)
 	}
 }
+
+// TestWebhookDeliveryRefusesWhatItMustNotReach: a redirect is a failure
+// whose target sees nothing, and an endpoint that reaches a loopback
+// address without the setting (registered before the name moved, say) is
+// refused when the worker dials it.
+func TestWebhookDeliveryRefusesWhatItMustNotReach(t *testing.T) {
+	b, r, ep := webhookSetup(t, time.Hour, []postgres.EventKind{postgres.EventLocked}, 200)
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		http.Redirect(w, req, r.srv.URL+"/elsewhere", http.StatusTemporaryRedirect)
+	}))
+	defer redirector.Close()
+	url := redirector.URL + "/hooks"
+	if _, err := b.store.UpdateWebhookEndpoint(b.ctx, ep.ID, postgres.WebhookChange{URL: &url}, b.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.store.Audit(b.ctx, postgres.Event{Kind: postgres.EventLocked, CompanyID: b.company, OccurredAt: b.clock.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for id, err := range b.runWebhooks(t) {
+		if err == nil || errors.Is(err, asynq.SkipRetry) {
+			t.Errorf("%s: %v, want a retryable failure", id, err)
+		}
+	}
+	var status int
+	var lastErr string
+	if err := b.db.QueryRow(`SELECT last_status, last_error FROM webhook_deliveries WHERE endpoint_id = $1`, ep.ID).Scan(&status, &lastErr); err != nil {
+		t.Fatal(err)
+	}
+	if status != http.StatusTemporaryRedirect || !strings.Contains(lastErr, "not followed") {
+		t.Errorf("recorded %d %q", status, lastErr)
+	}
+	if n := len(r.requests()); n != 0 {
+		t.Errorf("the redirect's target got %d requests", n)
+	}
+
+	// The worker's own policy, without the setting: loopback is refused at
+	// dial time whatever registration allowed.
+	strict := b.cfg
+	strict.Webhooks = worker.WebhookConfig{DispatchInterval: -1}
+	h := worker.NewHandlers(strict)
+	defer h.Close()
+	direct := r.srv.URL + "/hooks"
+	if _, err := b.store.UpdateWebhookEndpoint(b.ctx, ep.ID, postgres.WebhookChange{URL: &direct}, b.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var id int64
+	if err := b.db.QueryRow(`SELECT id FROM webhook_deliveries WHERE endpoint_id = $1`, ep.ID).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	task, err := tasks.NewWebhookDeliveryTask(tasks.WebhookDelivery{DeliveryID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := asynq.NewServeMux()
+	h.Register(mux)
+	if err := mux.ProcessTask(b.ctx, task); err == nil {
+		t.Error("delivered to loopback without the setting")
+	}
+	if err := b.db.QueryRow(`SELECT last_error FROM webhook_deliveries WHERE id = $1`, id).Scan(&lastErr); err != nil || !strings.Contains(lastErr, "not allowed") {
+		t.Errorf("last error %q, %v", lastErr, err)
+	}
+	if n := len(r.requests()); n != 0 {
+		t.Errorf("the receiver got %d requests", n)
+	}
+}
