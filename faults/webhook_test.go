@@ -98,7 +98,7 @@ func TestWebhookWorkerKilledMidDelivery(t *testing.T) {
 		"WORKER_CONCURRENCY":        "4",
 		"WEBHOOK_ALLOW_PRIVATE":     "loopback",
 		"WEBHOOK_ALLOW_HTTP":        "true",
-		"WEBHOOK_TIMEOUT":           "5m", // a held request stays in flight until the kill
+		"WEBHOOK_TIMEOUT":           "50s", // the longest allowed: a held request stays in flight until the kill
 		"WEBHOOK_DISPATCH_INTERVAL": "50ms",
 	}
 	lockAll := func(n int) []string {

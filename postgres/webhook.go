@@ -392,8 +392,11 @@ func (s *Store) WebhookDeliveries(ctx context.Context, endpointID int64, after E
 // is a no-op for a task that still exists: its task ID is the delivery's).
 // The rows are claimed FOR UPDATE SKIP LOCKED, so two workers' dispatchers
 // share the work, and stamped enqueued_at = now in the same transaction.
-// The first enqueue failure ends the batch.
-func (s *Store) DispatchWebhookDeliveries(ctx context.Context, now time.Time, requeueAfter time.Duration, limit int, enqueue func(id int64) error) (int, error) {
+// stale tells enqueue the row was handed over before; enqueue answers
+// ErrTaskArchived when the row's task ended without recording an outcome
+// (its retries ran out while Postgres was away), and the delivery is then
+// failed here. The first other enqueue failure ends the batch.
+func (s *Store) DispatchWebhookDeliveries(ctx context.Context, now time.Time, requeueAfter time.Duration, limit int, enqueue func(id int64, stale bool) error) (int, error) {
 	n := 0
 	err := s.WithTx(ctx, func(t *Tx) error {
 		var ids, stale []int64
@@ -410,16 +413,27 @@ func (s *Store) DispatchWebhookDeliveries(ctx context.Context, now time.Time, re
 			}
 			ids = append(ids, stale...)
 		}
-		var done []int64
+		var done, archived []int64
 		var failed error
-		for _, id := range ids {
-			if failed = enqueue(id); failed != nil {
+		for i, id := range ids {
+			failed = enqueue(id, i >= len(ids)-len(stale))
+			if errors.Is(failed, ErrTaskArchived) {
+				archived, failed = append(archived, id), nil
+				continue
+			}
+			if failed != nil {
 				break
 			}
 			done = append(done, id)
 		}
 		if len(done) > 0 {
 			if _, err := t.tx.NewRaw(`UPDATE webhook_deliveries SET enqueued_at = ? WHERE id = ANY(?)`, now, pgdialect.Array(done)).Exec(ctx); err != nil {
+				return err
+			}
+		}
+		if len(archived) > 0 {
+			if _, err := t.tx.NewRaw(`UPDATE webhook_deliveries SET status = 'failed', last_error = coalesce(last_error || '; ', '') || 'its task ended without an outcome'
+				WHERE id = ANY(?)`, pgdialect.Array(archived)).Exec(ctx); err != nil {
 				return err
 			}
 		}
@@ -434,6 +448,10 @@ func (s *Store) DispatchWebhookDeliveries(ctx context.Context, now time.Time, re
 	}
 	return n, nil
 }
+
+// ErrTaskArchived: a delivery's task is archived, so handing it over again
+// does nothing.
+var ErrTaskArchived = errors.New("task archived")
 
 // WebhookMessage is what a delivery task needs: the delivery, its
 // endpoint's URL and signing keys, and the event.

@@ -176,7 +176,7 @@ func TestWebhookDispatchRecordDisableReplay(t *testing.T) {
 	dispatch := func(now time.Time) []int64 {
 		t.Helper()
 		var ids []int64
-		if _, err := b.store.DispatchWebhookDeliveries(b.ctx, now, time.Minute, 100, func(id int64) error { ids = append(ids, id); return nil }); err != nil {
+		if _, err := b.store.DispatchWebhookDeliveries(b.ctx, now, time.Minute, 100, func(id int64, _ bool) error { ids = append(ids, id); return nil }); err != nil {
 			t.Fatal(err)
 		}
 		return ids

@@ -75,13 +75,24 @@ const dispatchBatch = 500
 func (h *Handlers) DispatchWebhooks(ctx context.Context) (int, error) {
 	total := 0
 	for {
-		n, err := h.store.DispatchWebhookDeliveries(ctx, h.now(), h.webhookCfg.RequeueAfter, dispatchBatch, func(id int64) error {
+		n, err := h.store.DispatchWebhookDeliveries(ctx, h.now(), h.webhookCfg.RequeueAfter, dispatchBatch, func(id int64, stale bool) error {
 			t, err := tasks.NewWebhookDeliveryTask(tasks.WebhookDelivery{DeliveryID: id})
 			if err != nil {
 				return err
 			}
 			tasks.Inject(ctx, t)
-			if _, err := h.queue.EnqueueContext(ctx, t); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+			_, err = h.queue.EnqueueContext(ctx, t)
+			if errors.Is(err, asynq.ErrTaskIDConflict) && stale {
+				// Still pending long after it was handed over: its task
+				// waits for a retry (fine), or was archived without the
+				// handler recording why (then nothing will send it).
+				info, ierr := h.inspector.GetTaskInfo(tasks.QueueWebhooks, tasks.WebhookTaskID(id))
+				if ierr == nil && info.State == asynq.TaskStateArchived {
+					return postgres.ErrTaskArchived
+				}
+				return nil
+			}
+			if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 				return fmt.Errorf("worker: enqueue webhook delivery %d: %w", id, err)
 			}
 			return nil
@@ -186,7 +197,11 @@ func (h *Handlers) DeliverWebhook(ctx context.Context, t *asynq.Task) error {
 			a.NextAt = now.Add(d)
 		}
 	}
-	out, err := h.store.RecordWebhookAttempt(ctx, p.DeliveryID, a, h.webhookCfg.DisableAfter)
+	// The outcome is recorded even when the task's own deadline has
+	// passed during the request.
+	recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	out, err := h.store.RecordWebhookAttempt(recordCtx, p.DeliveryID, a, h.webhookCfg.DisableAfter)
 	if errors.Is(err, postgres.ErrNotFound) {
 		return nil // removed while we sent
 	}

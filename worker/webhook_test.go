@@ -323,7 +323,7 @@ func TestWebhookEndpointDisabledAfterTheLimit(t *testing.T) {
 func (b *testBundle) retryAll(t *testing.T) (int, map[string]error) {
 	t.Helper()
 	var ids []int64
-	if _, err := b.store.DispatchWebhookDeliveries(b.ctx, b.clock.Now().Add(time.Hour), 0, 100, func(id int64) error {
+	if _, err := b.store.DispatchWebhookDeliveries(b.ctx, b.clock.Now().Add(time.Hour), 0, 100, func(id int64, _ bool) error {
 		ids = append(ids, id)
 		return nil
 	}); err != nil {
@@ -432,5 +432,33 @@ func TestWebhookDeliveryRefusesWhatItMustNotReach(t *testing.T) {
 	}
 	if n := len(r.requests()); n != 0 {
 		t.Errorf("the receiver got %d requests", n)
+	}
+}
+
+// TestWebhookDispatcherFailsAnArchivedDelivery: a delivery still pending
+// whose task asynq archived (its retries ran out while Postgres could not
+// record them) is failed by the dispatcher instead of waiting forever;
+// one whose task merely waits is left alone.
+func TestWebhookDispatcherFailsAnArchivedDelivery(t *testing.T) {
+	b, _, ep := webhookSetup(t, time.Hour, []postgres.EventKind{postgres.EventLocked}, 200)
+	for range 2 {
+		if err := b.store.Audit(b.ctx, postgres.Event{Kind: postgres.EventLocked, CompanyID: b.company, OccurredAt: b.clock.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := b.h.DispatchWebhooks(b.ctx); err != nil || n != 2 {
+		t.Fatalf("dispatched %d, %v", n, err)
+	}
+	ids := column[int64](t, b, `SELECT id FROM webhook_deliveries WHERE endpoint_id = $1 ORDER BY id`, ep.ID)
+	if err := b.inspect.ArchiveTask(tasks.QueueWebhooks, tasks.WebhookTaskID(ids[0])); err != nil {
+		t.Fatal(err)
+	}
+	b.clock.Add(5*time.Minute + time.Second) // past the default WEBHOOK_REQUEUE_AFTER
+	if _, err := b.h.DispatchWebhooks(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := column[string](t, b, `SELECT status FROM webhook_deliveries WHERE endpoint_id = $1 ORDER BY id`, ep.ID)
+	if len(got) != 2 || got[0] != "failed" || got[1] != "pending" {
+		t.Errorf("statuses %v, want the archived one failed and the waiting one pending", got)
 	}
 }

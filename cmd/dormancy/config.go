@@ -140,7 +140,7 @@ var envVars = []envVar{
 	{"RETENTION_WEBHOOK_DELIVERIES", "30d", "delivered and failed webhook deliveries are deleted this long after their event; pending ones stay; 0 keeps them"},
 	{"WEBHOOK_ALLOW_PRIVATE", "", "comma-separated address ranges webhook endpoints may reach although they are internal: loopback, private, link-local, cgnat, or CIDR prefixes; empty allows none"},
 	{"WEBHOOK_ALLOW_HTTP", "false", "true lets webhook endpoints use plain http (https only otherwise)"},
-	{"WEBHOOK_TIMEOUT", "10s", "how long one webhook request may take before it counts as failed"},
+	{"WEBHOOK_TIMEOUT", "10s", "how long one webhook request may take before it counts as failed (at most 50s)"},
 	{"WEBHOOK_DISABLE_AFTER", "24h", "an endpoint failing continuously this long (from its first failure since its last success) is disabled and its company's administrators emailed; 0 never disables"},
 	{"WEBHOOK_DISPATCH_INTERVAL", "1s", "how often each worker hands new webhook deliveries from Postgres to the queue: the delay from a change to its delivery"},
 	{"WEBHOOK_REQUEUE_AFTER", "5m", "age at which a pending webhook delivery is handed to the queue again in case its task was lost"},
@@ -363,6 +363,11 @@ func loadConfig(getenv func(string) string, reads func(section string) bool) (*C
 			continue
 		}
 		*d.dst = v
+	}
+	// A request must end within the delivery task's own deadline
+	// (tasks.NewWebhookDeliveryTask: one minute), leaving time to record it.
+	if c.Webhooks.Timeout > 50*time.Second {
+		bad("WEBHOOK_TIMEOUT", fmt.Errorf("want at most 50s, got %q", get("WEBHOOK_TIMEOUT")))
 	}
 	if c.Webhooks.DisableAfter == 0 {
 		c.Webhooks.DisableAfter = -1 // never
