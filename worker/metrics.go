@@ -16,6 +16,9 @@ type Metrics struct {
 	processed *prometheus.CounterVec
 	failed    *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
+	// disabled counts webhook endpoints this worker disabled, by scope:
+	// how an operator's alert hears of a platform-wide one.
+	disabled *prometheus.CounterVec
 }
 
 // NewMetrics registers the worker's metrics with reg.
@@ -31,8 +34,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "dormancy_worker_task_duration_seconds", Help: "Time the handler took, by task type.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"task_type"}),
+		disabled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dormancy_worker_webhook_endpoints_disabled_total", Help: "Webhook endpoints disabled after failing too long or answering 410, by scope (company or platform).",
+		}, []string{"scope"}),
 	}
-	reg.MustRegister(m.processed, m.failed, m.duration)
+	reg.MustRegister(m.processed, m.failed, m.duration, m.disabled)
 	return m
 }
 
@@ -53,6 +59,10 @@ func (m *Metrics) middleware(next asynq.Handler) asynq.Handler {
 		return err
 	})
 }
+
+// Disabled is the counter of webhook endpoints disabled in scope
+// ("company" or "platform").
+func (m *Metrics) Disabled(scope string) prometheus.Counter { return m.disabled.WithLabelValues(scope) }
 
 // Processed is the counter of task type typ, for tests and dashboards'
 // documentation.

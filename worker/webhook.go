@@ -212,7 +212,15 @@ func (h *Handlers) DeliverWebhook(ctx context.Context, t *asynq.Task) error {
 	}
 	if out.Disabled {
 		// A platform-wide endpoint has no administrators to email: this
-		// line (level ERROR) is how its operator hears of it.
+		// line (level ERROR) and the metric are how its operator hears of
+		// it.
+		if h.metrics != nil {
+			scope := "company"
+			if m.Endpoint.CompanyID == "" {
+				scope = "platform"
+			}
+			h.metrics.Disabled(scope).Inc()
+		}
 		l.Error("webhook endpoint disabled", slog.String("url", out.Endpoint.URL), slog.String("company_id", m.Endpoint.CompanyID),
 			slog.String("reason", out.Endpoint.DisabledReason), slog.Int("administrators_told", len(out.Mails)))
 		if err := h.enqueueNotices(ctx, out.Mails); err != nil {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/dormancy/dormancy/policy"
@@ -101,6 +103,7 @@ func webhookSetup(t *testing.T, disableAfter time.Duration, kinds []postgres.Eve
 	t.Helper()
 	b := setup(t)
 	b.cfg.Webhooks = worker.WebhookConfig{Policy: loopbackOnly, DisableAfter: disableAfter, DispatchInterval: -1, Timeout: 5 * time.Second}
+	b.cfg.Metrics = worker.NewMetrics(prometheus.NewRegistry())
 	b.h = worker.NewHandlers(b.cfg)
 	t.Cleanup(b.h.Close)
 	b.mux = asynq.NewServeMux()
@@ -255,6 +258,9 @@ func TestWebhookEndpointDisabledAfterTheLimit(t *testing.T) {
 	}
 	if n := b.count(t, `SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending'`, ep.ID); n != 0 {
 		t.Errorf("%d deliveries still pending", n)
+	}
+	if got := testutil.ToFloat64(b.cfg.Metrics.Disabled("company")); got != 1 {
+		t.Errorf("disabled endpoints counted %v, want 1", got)
 	}
 	before := len(r.requests())
 	event()
