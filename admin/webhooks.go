@@ -249,7 +249,7 @@ type webhookDeliveriesResponse struct {
 	NextCursor string                `json:"next_cursor,omitempty"`
 }
 
-// ToDeliveryJSON is one delivery as the API and the CLI show it.
+// toDeliveryJSON is one delivery as the API shows it.
 func toDeliveryJSON(d postgres.WebhookDelivery) webhookDeliveryJSON {
 	out := webhookDeliveryJSON{ID: d.ID, EventID: d.EventID, WebhookID: d.MessageID, Replay: d.Replay, Status: string(d.Status),
 		Attempts: d.Attempts, LastStatus: d.LastStatus, LastError: d.LastError, CreatedAt: d.CreatedAt,

@@ -313,6 +313,29 @@ func TestWebhookDispatchRecordDisableReplay(t *testing.T) {
 	}
 }
 
+// TestWebhookGoneDisablesAtOnce: a receiver's 410 asks for nothing more;
+// a platform-wide endpoint has no administrators to email.
+func TestWebhookGoneDisablesAtOnce(t *testing.T) {
+	b := setupWebhooks(t)
+	b.company(t, "a")
+	b.account(t, "a", "admin@a.example", time.Hour, true)
+	ep := b.endpoint(t, "", postgres.EventLocked)
+	if err := b.store.Audit(b.ctx, postgres.Event{Kind: postgres.EventLocked, CompanyID: "a", OccurredAt: b.now}); err != nil {
+		t.Fatal(err)
+	}
+	var id int64
+	if err := b.db.QueryRow(`SELECT id FROM webhook_deliveries WHERE endpoint_id = $1`, ep.ID).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	out, err := b.store.RecordWebhookAttempt(b.ctx, id, postgres.WebhookAttempt{At: b.now, Status: 410, Gone: true, Error: "HTTP 410"}, 24*time.Hour)
+	if err != nil || !out.Disabled || len(out.Mails) != 0 || out.Endpoint.DisabledReason != "the endpoint answered 410 Gone" {
+		t.Fatalf("%+v, %v", out, err)
+	}
+	if n := b.count(t, `SELECT count(*) FROM webhook_deliveries WHERE id = $1 AND status = 'failed' AND last_status = 410`, id); n != 1 {
+		t.Error("the delivery is not failed with its 410")
+	}
+}
+
 func TestWebhookTypesMapBothWays(t *testing.T) {
 	for _, name := range postgres.WebhookTypes() {
 		k, ok := postgres.WebhookKind(name)
