@@ -468,3 +468,29 @@ func TestWebhookDispatcherFailsAnArchivedDelivery(t *testing.T) {
 		t.Errorf("statuses %v, want the archived one failed and the waiting one pending", got)
 	}
 }
+
+// TestWebhookLatencyFollowsTheDispatchInterval: with the default
+// WEBHOOK_DISPATCH_INTERVAL (1 s) an event reaches the receiver about a
+// second after its commit. The bound adds a margin for a loaded machine;
+// the measured latency is logged.
+func TestWebhookLatencyFollowsTheDispatchInterval(t *testing.T) {
+	b, r, _ := webhookSetup(t, time.Hour, []postgres.EventKind{postgres.EventLocked}, 204)
+	cfg := b.cfg
+	cfg.Concurrency, cfg.ShutdownTimeout = 4, 5*time.Second
+	cfg.Webhooks.DispatchInterval = 0 // the default
+	b.serve(t, cfg)
+	const interval, margin = time.Second, 10 * time.Second
+	for i := range 3 {
+		committed := time.Now()
+		if err := b.store.Audit(b.ctx, postgres.Event{Kind: postgres.EventLocked, CompanyID: b.company, OccurredAt: b.clock.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-r.arrived:
+			took := time.Since(committed)
+			t.Logf("event %d: commit to receiver in %v", i, took.Round(time.Millisecond))
+		case <-time.After(interval + margin):
+			t.Fatalf("event %d not delivered within %v", i, interval+margin)
+		}
+	}
+}
