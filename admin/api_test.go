@@ -247,7 +247,11 @@ func TestOpenAPI(t *testing.T) {
 		"Account": accountJSON{}, "AccountList": accountListResponse{},
 		"UnlockRequest": unlockRequest{}, "UnlockAccepted": unlockResponse{}, "UnlockStatus": unlockStatusResponse{},
 		"Recipients": recipientsResponse{}, "RecipientsRequest": recipientsRequest{},
-		"Event": eventJSON{}, "EventList": eventsResponse{}, "Error": struct {
+		"Event": eventJSON{}, "EventList": eventsResponse{},
+		"Webhook": webhookJSON{}, "WebhookWithSecret": webhookWithSecret{}, "WebhookList": webhookListResponse{},
+		"WebhookCreate": webhookCreateRequest{}, "WebhookPatch": webhookPatchRequest{}, "WebhookReplay": webhookReplayRequest{},
+		"WebhookReplayAccepted": webhookReplayResponse{}, "WebhookDelivery": webhookDeliveryJSON{}, "WebhookDeliveryList": webhookDeliveriesResponse{},
+		"Error": struct {
 			Error *apiError `json:"error"`
 		}{},
 	}

@@ -182,6 +182,9 @@ func TestAuthorization(t *testing.T) {
 	for p := range directoryCases(b) {
 		covered[p] = true
 	}
+	for p := range webhookCases(b) {
+		covered[p] = true
+	}
 	routes := map[string]bool{}
 	for _, rt := range b.srv.routes {
 		routes[rt.pattern] = true
@@ -366,6 +369,9 @@ func TestAuthorization(t *testing.T) {
 	}
 
 	for pattern, c := range directoryCases(b) {
+		t.Run(pattern, func(t *testing.T) { c(t) })
+	}
+	for pattern, c := range webhookCases(b) {
 		t.Run(pattern, func(t *testing.T) { c(t) })
 	}
 }

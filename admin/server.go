@@ -98,6 +98,8 @@ type Config struct {
 	Now func() time.Time
 	// Random is the source of session tokens and keys; nil means crypto/rand.
 	Random io.Reader
+	// Webhooks are the rules of endpoint registration.
+	Webhooks WebhookSettings
 }
 
 // MinLinkSecret is the shortest link secret accepted: 256 bits.
@@ -313,6 +315,7 @@ func (s *Server) routeTable() []route {
 		{"GET /debug/pprof/profile", authOperator, http.HandlerFunc(pprof.Profile)},
 	}
 	rs = append(rs, s.directoryRoutes()...)
+	rs = append(rs, s.webhookRoutes()...)
 	if s.cfg.DevMailbox {
 		rs = append(rs, route{"GET /dev/mailbox", authOperator, http.HandlerFunc(s.devMailbox)})
 	}

@@ -72,6 +72,7 @@ func setup(t *testing.T) *testBundle {
 		// The package's tests all come from one test address and refuse
 		// many credentials on purpose; throttle_test.go tests the limits.
 		Throttle: Throttle{Attempts: 1 << 20, Window: time.Hour},
+		Webhooks: testWebhookSettings,
 	})
 	if err != nil {
 		t.Fatal(err)

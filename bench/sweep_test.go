@@ -81,6 +81,14 @@ func BenchmarkSweepAndRelock(b *testing.B) {
 		b.Fatal(err)
 	}
 	mustExec(`VACUUM ANALYZE accounts -- $1`)
+	// BENCH_WEBHOOK_ENDPOINT=1 subscribes one endpoint of the company to
+	// the locks and relocks: the outbox trigger then writes a delivery per
+	// event inside the sweep's statements, which the run measures.
+	endpoint := envInt("BENCH_WEBHOOK_ENDPOINT", 0) > 0
+	if endpoint {
+		mustExec(`INSERT INTO webhook_endpoints (company_id, url, event_kinds, secret, created_at, updated_at)
+			VALUES ($1, 'https://hooks.example.com/bench', '{locked,relocked}', '0123456789abcdef', now(), now())`)
+	}
 
 	run := func(typ string) func() error {
 		return func() error {
@@ -103,6 +111,13 @@ func BenchmarkSweepAndRelock(b *testing.B) {
 	}
 	if got := testenv.Count(b, db, `SELECT count(*) FROM audit_events WHERE company_id = $1 AND kind = 'relocked'`, company); got != lapsed {
 		b.Fatalf("relock locked %d of %d", got, lapsed)
+	}
+	if endpoint {
+		if got := testenv.Count(b, db, `SELECT count(*) FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+			WHERE e.company_id = $1`, company); got != dormant+lapsed {
+			b.Fatalf("webhook deliveries %d, want one per lock and relock (%d)", got, dormant+lapsed)
+		}
+		mustExec(`DELETE FROM webhook_endpoints WHERE company_id = $1`)
 	}
 	b.ReportMetric(sweep.Seconds()/bareSweep.Seconds(), "sweep-ratio")
 	b.ReportMetric(relock.Seconds()/bareRelock.Seconds(), "relock-ratio")

@@ -116,12 +116,25 @@ type LockNotice struct {
 	LoginURL       string
 }
 
+// WebhookDisabled tells a company's administrator that dormancy stopped
+// sending events to one of the company's webhook endpoints after it failed
+// for too long: whatever the host does on a lock (revoke sessions, open a
+// ticket) no longer happens until someone fixes and re-enables it.
+type WebhookDisabled struct {
+	Name string
+	URL  string
+	// DisabledAt is in the company's time zone.
+	DisabledAt time.Time
+	// FailingFor is how long it had failed when it was disabled.
+	FailingFor time.Duration
+}
+
 //go:embed templates
 var templateFS embed.FS
 
 // kinds name the templates, one per data type; each has a .subject, a .txt
 // and an .html file under templates/<locale>/.
-var kinds = []string{"verification", "dormant-login-alert", "unlocked", "admin-unlocked", "prelock-warning", "sweep-held", "daily-digest", "lock-notice"}
+var kinds = []string{"verification", "dormant-login-alert", "unlocked", "admin-unlocked", "prelock-warning", "sweep-held", "daily-digest", "lock-notice", "webhook-disabled"}
 
 var locales = []policy.Locale{policy.LocaleJA, policy.LocaleEN}
 
@@ -227,6 +240,19 @@ func kindOf(data any) (string, any, error) {
 		if d != nil {
 			return kindOf(*d)
 		}
+	case *WebhookDisabled:
+		if d != nil {
+			return kindOf(*d)
+		}
+	case WebhookDisabled:
+		var errs []string
+		if d.URL == "" {
+			errs = append(errs, "URL is empty")
+		}
+		if d.DisabledAt.IsZero() {
+			errs = append(errs, "DisabledAt is zero")
+		}
+		return "webhook-disabled", d, problems(errs)
 	case LockNotice:
 		var errs []string
 		if d.InactivityDays <= 0 {

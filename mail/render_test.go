@@ -48,7 +48,9 @@ func goldenData() map[string]any {
 			DaysLeft: 14,
 			LoginURL: "https://app.example.com/login",
 		},
-		"sweep-held":  SweepHeld{Name: "佐藤 花子", WouldLock: 1180, Employed: 1250, InactivityDays: 1},
+		"sweep-held": SweepHeld{Name: "佐藤 花子", WouldLock: 1180, Employed: 1250, InactivityDays: 1},
+		"webhook-disabled": WebhookDisabled{Name: "佐藤 花子", URL: "https://hooks.example.com/dormancy?team=ops",
+			DisabledAt: time.Date(2026, 11, 27, 10, 30, 0, 0, jst), FailingFor: 24 * time.Hour},
 		"lock-notice": LockNotice{Name: "山田 太郎", EmailID: true, InactivityDays: 90, LoginURL: "https://app.example.com/login"},
 		"daily-digest": DailyDigest{
 			Name: "佐藤 花子", Day: time.Date(2026, 11, 27, 9, 0, 0, 0, jst),

@@ -55,6 +55,9 @@ const (
 	EventAccountErased EventKind = "account_erased"
 	// An exemption reached its end; the account follows the rule again.
 	EventExemptionExpired EventKind = "exemption_expired"
+	// A webhook endpoint failed for too long, or answered 410, and was
+	// disabled.
+	EventWebhookDisabled EventKind = "webhook_disabled"
 )
 
 // Event is one audit event.

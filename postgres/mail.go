@@ -28,6 +28,9 @@ const (
 	// MailLockNotice tells an owner the sweep locked the account, and how
 	// to get back in.
 	MailLockNotice MailKind = "lock_notice"
+	// MailWebhookDisabled tells a company's administrators that one of its
+	// webhook endpoints was disabled.
+	MailWebhookDisabled MailKind = "webhook_disabled"
 )
 
 // MailStatus is where a mail stands.

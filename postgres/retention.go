@@ -19,11 +19,16 @@ type Retention struct {
 	// AuditEvents: the audit trail, and the mail rows with it, are deleted
 	// this long after they happened. PCI DSS 10.5.1 asks for a year.
 	AuditEvents time.Duration
+	// WebhookDeliveries: the delivery log's finished rows (delivered or
+	// failed) are deleted this long after the event was written; pending
+	// ones stay until they finish.
+	WebhookDeliveries time.Duration
 }
 
 // DefaultRetention keeps the audit trail 400 days (a year and the weeks an
 // assessment takes), login attempts as long, and mail addresses 90 days.
-var DefaultRetention = Retention{LoginAttempts: 400 * 24 * time.Hour, MailPersonal: 90 * 24 * time.Hour, AuditEvents: 400 * 24 * time.Hour}
+var DefaultRetention = Retention{LoginAttempts: 400 * 24 * time.Hour, MailPersonal: 90 * 24 * time.Hour, AuditEvents: 400 * 24 * time.Hour,
+	WebhookDeliveries: 30 * 24 * time.Hour}
 
 // RetentionStep is one kind of record the retention job handles, a batch
 // at a time: Batch changes up to limit rows older than the cutoff at now
@@ -39,18 +44,19 @@ func (s *Store) RetentionSteps(r Retention) []RetentionStep {
 	var steps []RetentionStep
 	// Each walks the table by id, which grows with time, so a batch is an
 	// index range scan from the oldest row that stops at the limit.
-	del := func(name, table, at string, keep time.Duration) {
+	del := func(name, table, at, also string, keep time.Duration) {
 		if keep <= 0 {
 			return
 		}
 		steps = append(steps, RetentionStep{Name: name, Batch: func(ctx context.Context, now time.Time, limit int) (int, error) {
 			return s.execCount(ctx, "postgres.Retention("+name+")", `DELETE FROM `+table+` WHERE id IN (
-				SELECT id FROM `+table+` WHERE `+at+` < ? ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED)`, now.Add(-keep), limit)
+				SELECT id FROM `+table+` WHERE `+at+` < ? AND `+also+` ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED)`, now.Add(-keep), limit)
 		}})
 	}
-	del("login attempts deleted", "login_attempts", "attempted_at", r.LoginAttempts)
-	del("audit events deleted", "audit_events", "occurred_at", r.AuditEvents)
-	del("mails deleted", "mails", "created_at", r.AuditEvents)
+	del("login attempts deleted", "login_attempts", "attempted_at", "true", r.LoginAttempts)
+	del("audit events deleted", "audit_events", "occurred_at", "true", r.AuditEvents)
+	del("mails deleted", "mails", "created_at", "true", r.AuditEvents)
+	del("webhook deliveries deleted", "webhook_deliveries", "created_at", "status <> 'pending'", r.WebhookDeliveries)
 	if r.MailPersonal > 0 {
 		steps = append(steps, RetentionStep{Name: "mail personal fields cleared", Batch: func(ctx context.Context, now time.Time, limit int) (int, error) {
 			return s.execCount(ctx, "postgres.Retention(mails)", `UPDATE mails SET to_address = '', subject = '', body_text = NULL, body_html = NULL, error = NULL

@@ -49,6 +49,15 @@ func TestRetention(t *testing.T) {
 	mail("cleared", "sent", now.Add(-r.MailPersonal-edge))
 	mail("kept", "sent", now.Add(-r.MailPersonal+edge))
 	mail("pending", "pending", now.Add(-200*day))
+	exec(`INSERT INTO webhook_endpoints (company_id, url, event_kinds, secret, created_at, updated_at)
+		VALUES ('co', 'https://hooks.example.com/', '{locked}', '0123456789abcdef', $1, $1)`, now)
+	for _, d := range []struct {
+		status string
+		at     time.Time
+	}{{"delivered", now.Add(-r.WebhookDeliveries - edge)}, {"pending", now.Add(-r.WebhookDeliveries - edge)}, {"failed", now.Add(-r.WebhookDeliveries + edge)}} {
+		exec(`INSERT INTO webhook_deliveries (endpoint_id, event_id, message_id, status, created_at)
+			SELECT id, 1, 'msg_1', $1, $2 FROM webhook_endpoints`, d.status, d.at)
+	}
 
 	total := 0
 	for _, step := range store.RetentionSteps(r) {
@@ -79,9 +88,13 @@ func TestRetention(t *testing.T) {
 	if count(`SELECT count(*) FROM mails WHERE idempotency_key IN ('kept', 'pending') AND to_address = 'u@example.com' AND body_text = '本文'`) != 2 {
 		t.Error("a younger or a pending mail was cleared")
 	}
-	// 1 attempt + 1 event + 1 mail deleted, 1 mail cleared.
-	if total != 4 {
-		t.Errorf("rows changed = %d, want 4", total)
+	var left string
+	if err := db.QueryRow(`SELECT string_agg(status, ',' ORDER BY id) FROM webhook_deliveries`).Scan(&left); err != nil || left != "pending,failed" {
+		t.Errorf("webhook deliveries left: %q, %v; want the pending one and the younger one", left, err)
+	}
+	// 1 attempt + 1 event + 1 mail + 1 delivery deleted, 1 mail cleared.
+	if total != 5 {
+		t.Errorf("rows changed = %d, want 5", total)
 	}
 	oldest, err := store.OldestRows(ctx)
 	if err != nil {

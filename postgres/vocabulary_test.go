@@ -26,6 +26,8 @@ func TestVocabularyMatchesSchema(t *testing.T) {
 				out = append(out, string(v))
 			case postgres.MailStatus:
 				out = append(out, string(v))
+			case postgres.WebhookDeliveryStatus:
+				out = append(out, string(v))
 			case policy.Method:
 				out = append(out, string(v))
 			case policy.LockState:
@@ -43,8 +45,9 @@ func TestVocabularyMatchesSchema(t *testing.T) {
 		goValues   []string
 	}{
 		{"mails_kind_check", str(postgres.MailVerification, postgres.MailDormantLoginAlert, postgres.MailUnlocked,
-			postgres.MailAdminUnlocked, postgres.MailPrelockWarning, postgres.MailSweepHeld, postgres.MailDailyDigest, postgres.MailLockNotice)},
+			postgres.MailAdminUnlocked, postgres.MailPrelockWarning, postgres.MailSweepHeld, postgres.MailDailyDigest, postgres.MailLockNotice, postgres.MailWebhookDisabled)},
 		{"mails_status_check", str(postgres.MailPending, postgres.MailSent, postgres.MailFailed, postgres.MailDropped)},
+		{"webhook_deliveries_status_check", str(postgres.WebhookPending, postgres.WebhookDelivered, postgres.WebhookFailed)},
 		{"login_attempts_method_check", str(policy.MethodPassword, policy.MethodRemembered, policy.MethodVerificationLink,
 			policy.MethodSSO, policy.MethodPasskey)},
 		{"accounts_lock_state_check", str(policy.StateActive, policy.StateLocked, policy.StateUnlockedUntil)},

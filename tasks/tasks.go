@@ -56,7 +56,7 @@ const (
 
 // Queues is the weight of each queue for the worker: critical work is
 // picked six times as often as maintenance.
-var Queues = map[string]int{QueueCritical: 6, QueueDefault: 3, QueueLow: 1}
+var Queues = map[string]int{QueueCritical: 6, QueueDefault: 3, QueueWebhooks: 2, QueueLow: 1}
 
 // ErrInvalidPayload wraps every decoding and validation failure; the worker
 // treats it as permanent.

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -74,7 +75,26 @@ func (h *Handlers) Email(ctx context.Context, t *asynq.Task) error {
 			}
 			digest = &c
 		}
-		msg, err := h.render(m, token, digest)
+		// The disabled endpoint's URL is read as the notice is sent; one
+		// removed meanwhile needs no notice.
+		var endpoint *postgres.WebhookEndpoint
+		if m.Kind == postgres.MailWebhookDisabled {
+			id, err := postgres.ParseWebhookDisabledKey(m.IdempotencyKey)
+			if err != nil {
+				permanent = err
+				return h.failMail(ctx, tx, m, err, now)
+			}
+			ep, err := h.store.WebhookEndpoint(ctx, id)
+			if errors.Is(err, postgres.ErrNotFound) {
+				result = postgres.MailDropped
+				return tx.FinishMail(ctx, m.ID, postgres.Delivery{Status: postgres.MailDropped, Error: "endpoint removed", At: now})
+			}
+			if err != nil {
+				return err
+			}
+			endpoint = &ep
+		}
+		msg, err := h.render(m, token, digest, endpoint)
 		if err != nil {
 			permanent = err
 			return h.failMail(ctx, tx, m, err, now)
@@ -206,7 +226,7 @@ func (h *Handlers) dropReason(ctx context.Context, tx *postgres.Tx, m postgres.M
 }
 
 // render turns an outbox row into a message in the company's locale.
-func (h *Handlers) render(m postgres.Mail, token string, digest *postgres.DigestContent) (mail.Message, error) {
+func (h *Handlers) render(m postgres.Mail, token string, digest *postgres.DigestContent, endpoint *postgres.WebhookEndpoint) (mail.Message, error) {
 	var data any
 	switch m.Kind {
 	case postgres.MailVerification:
@@ -266,6 +286,15 @@ func (h *Handlers) render(m postgres.Mail, token string, digest *postgres.Digest
 			return mail.Message{}, fmt.Errorf("worker: mail %d: %w", m.ID, err)
 		}
 		data = mail.SweepHeld{Name: m.Name, WouldLock: wouldLock, Employed: employed, InactivityDays: int(m.InactivityPeriod / (24 * time.Hour))}
+	case postgres.MailWebhookDisabled:
+		if endpoint == nil {
+			return mail.Message{}, fmt.Errorf("worker: mail %d: endpoint not read", m.ID)
+		}
+		at, err := postgres.ParseWebhookDisabledAt(m.IdempotencyKey)
+		if err != nil {
+			return mail.Message{}, fmt.Errorf("worker: mail %d: %w", m.ID, err)
+		}
+		data = mail.WebhookDisabled{Name: m.Name, URL: endpoint.URL, DisabledAt: at.In(m.Location), FailingFor: h.webhookCfg.DisableAfter}
 	default:
 		return mail.Message{}, fmt.Errorf("worker: mail %d: no template for kind %q", m.ID, m.Kind)
 	}

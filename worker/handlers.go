@@ -19,6 +19,7 @@ import (
 	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/postgres"
 	"github.com/dormancy/dormancy/tasks"
+	"github.com/dormancy/dormancy/webhook"
 )
 
 // Handlers carries out the tasks. Its methods have asynq's handler shape.
@@ -49,6 +50,11 @@ type Handlers struct {
 	lockNoticeRate int
 	// emailMaxRetry overrides the email tasks' retry count when > 0.
 	emailMaxRetry int
+	// retry is the worker's backoff, which webhook deliveries compute
+	// themselves to write the next attempt to the delivery log.
+	retry      RetryPolicy
+	webhookCfg WebhookConfig
+	webhooks   *webhook.Client
 }
 
 // Register routes each task type to its handler, inside the logging
@@ -73,6 +79,7 @@ func (h *Handlers) Register(mux *asynq.ServeMux) {
 	mux.HandleFunc(tasks.TypeMaintenanceRequeueMail, h.RequeueMail)
 	mux.HandleFunc(tasks.TypeMaintenanceRetention, h.Retention)
 	mux.HandleFunc(tasks.TypeMaintenanceDigest, h.DailyDigest)
+	mux.HandleFunc(tasks.TypeWebhookDeliver, h.DeliverWebhook)
 }
 
 // Close releases the handlers' own Redis connections.

@@ -19,6 +19,9 @@ type Metrics struct {
 	// batch is how many ordinary logins each statement of the batcher
 	// carried: near 1 means the batching buys nothing at this load.
 	batch prometheus.Histogram
+	// disabled counts webhook endpoints this worker disabled, by scope:
+	// how an operator's alert hears of a platform-wide one.
+	disabled *prometheus.CounterVec
 }
 
 // NewMetrics registers the worker's metrics with reg.
@@ -38,8 +41,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "dormancy_worker_login_batch_attempts", Help: "Ordinary logins recorded per statement by the worker's batcher.",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
 		}),
+		disabled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dormancy_worker_webhook_endpoints_disabled_total", Help: "Webhook endpoints disabled after failing too long or answering 410, by scope (company or platform).",
+		}, []string{"scope"}),
 	}
-	reg.MustRegister(m.processed, m.failed, m.duration, m.batch)
+	reg.MustRegister(m.processed, m.failed, m.duration, m.batch, m.disabled)
 	return m
 }
 
@@ -68,6 +74,10 @@ func (m *Metrics) observeBatch(n int) {
 		m.batch.Observe(float64(n))
 	}
 }
+
+// Disabled is the counter of webhook endpoints disabled in scope
+// ("company" or "platform").
+func (m *Metrics) Disabled(scope string) prometheus.Counter { return m.disabled.WithLabelValues(scope) }
 
 // Processed is the counter of task type typ, for tests and dashboards'
 // documentation.

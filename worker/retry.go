@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -52,11 +53,27 @@ func ParseTypeBackoffs(s string) ([]TypeBackoff, error) {
 	return out, nil
 }
 
+// withWebhookDefault adds DefaultWebhookBackoff unless an entry covers
+// webhook:deliver already.
+func (p RetryPolicy) withWebhookDefault() RetryPolicy {
+	for _, b := range p.ByType {
+		if strings.HasPrefix("webhook:deliver", b.Prefix) && b.Prefix != "" {
+			return p
+		}
+	}
+	p.ByType = append(append([]TypeBackoff(nil), p.ByType...), DefaultWebhookBackoff)
+	return p
+}
+
 // Delay is asynq's RetryDelayFunc. A provider's Retry-After wins over the
 // computed backoff, so a 429 waits as long as Resend asks.
 func (p RetryPolicy) Delay(n int, err error, t *asynq.Task) time.Duration {
 	if d, ok := mail.RetryAfter(err); ok && d > 0 {
 		return d
+	}
+	var wr *webhookRetry
+	if errors.As(err, &wr) && wr.after > 0 {
+		return wr.after
 	}
 	base, max := p.Base, p.Max
 	best := -1

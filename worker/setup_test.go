@@ -65,7 +65,7 @@ func setup(t *testing.T) *testBundle {
 	t.Cleanup(func() { insp.Close() })
 	// The package's tests share one Redis DB and run one at a time: each
 	// starts with empty queues, whatever the one before left behind.
-	for _, q := range []string{tasks.QueueCritical, tasks.QueueDefault, tasks.QueueLow} {
+	for _, q := range []string{tasks.QueueCritical, tasks.QueueDefault, tasks.QueueWebhooks, tasks.QueueLow} {
 		insp.DeleteAllPendingTasks(q)
 		insp.DeleteAllScheduledTasks(q)
 		insp.DeleteAllRetryTasks(q)

@@ -27,6 +27,7 @@ import (
 	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/postgres"
 	"github.com/dormancy/dormancy/tasks"
+	"github.com/dormancy/dormancy/webhook"
 )
 
 // Sender delivers one rendered message and returns the provider's id.
@@ -116,6 +117,8 @@ type Config struct {
 	// serves besides critical (tasks.ServedQueues): at least the largest
 	// CriticalQueues any host uses. 0 serves critical alone.
 	ServedCriticalQueues int
+	// Webhooks is how webhook deliveries are made.
+	Webhooks WebhookConfig
 }
 
 // Worker is the running server with its handlers.
@@ -151,7 +154,7 @@ func New(cfg Config) (*Worker, error) {
 		Queues:            tasks.ServedQueues(cfg.ServedCriticalQueues),
 		TaskCheckInterval: cfg.TaskCheckInterval,
 		ShutdownTimeout:   cfg.ShutdownTimeout,
-		RetryDelayFunc:    cfg.Retry.Delay,
+		RetryDelayFunc:    cfg.Retry.withWebhookDefault().Delay,
 		Logger:            asynqlog.Logger{L: cfg.Logger, Redis: cfg.RedisWatch},
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
 			if errors.Is(err, asynq.SkipRetry) {
@@ -174,7 +177,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := w.srv.Start(mux); err != nil {
 		return fmt.Errorf("worker.Run: %w", err)
 	}
+	dispatched := make(chan struct{})
+	go func() {
+		defer close(dispatched)
+		w.handlers.runDispatcher(ctx)
+	}()
 	<-ctx.Done()
+	<-dispatched
 	w.srv.Shutdown()
 	w.handlers.Close()
 	return nil
@@ -195,6 +204,7 @@ func NewHandlers(cfg Config) *Handlers {
 		random = rand.Reader
 	}
 	queue, held, closeQueue := newQueue(cfg)
+	hooks := cfg.Webhooks.withDefaults()
 	return &Handlers{
 		store:      cfg.Store,
 		sender:     cfg.Sender,
@@ -217,6 +227,9 @@ func NewHandlers(cfg Config) *Handlers {
 		retention:      cfg.Retention,
 		sweepGuard:     cfg.SweepGuard,
 		lockNoticeRate: cmp.Or(cfg.LockNoticeRate, 2),
+		retry:          cfg.Retry.withWebhookDefault(),
+		webhookCfg:     hooks,
+		webhooks:       webhook.NewClient(hooks.Policy, hooks.Timeout),
 	}
 }
 

@@ -135,7 +135,7 @@ func runAdmin(ctx context.Context, cfg *Config, log *slog.Logger, watch watches)
 		MonitoringReadOnly: cfg.Admin.MonitoringReadOnly, DevMailbox: dev,
 		SessionTTL: cfg.Admin.SessionTTL, SessionIdle: cfg.Admin.SessionIdle, APIKeyCacheTTL: cfg.Admin.APIKeyCacheTTL,
 		Throttle: cfg.Admin.Throttle, TrustedProxies: cfg.Admin.TrustedProxies, InsecureCookies: cfg.Admin.InsecureCookies, Logger: log, RedisWatch: watch.redis, Trace: cfg.tracing(),
-		Layout: cfg.Layout, Replication: cfg.Replication,
+		Layout: cfg.Layout, Replication: cfg.Replication, Webhooks: cfg.Webhooks.settings(),
 	})
 	if err != nil {
 		return err

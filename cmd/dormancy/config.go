@@ -14,11 +14,13 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun/driver/pgdriver"
 
+	"github.com/dormancy/dormancy/admin"
 	"github.com/dormancy/dormancy/cluster"
 	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/postgres"
 	"github.com/dormancy/dormancy/scheduler"
 	"github.com/dormancy/dormancy/tasks"
+	"github.com/dormancy/dormancy/webhook"
 	"github.com/dormancy/dormancy/worker"
 )
 
@@ -72,6 +74,30 @@ type Config struct {
 
 	// Admin is the admin server's configuration (ADMIN_*).
 	Admin AdminConfig
+
+	// Webhooks is how endpoints are registered and delivered to
+	// (WEBHOOK_*).
+	Webhooks WebhookConfig
+}
+
+// WebhookConfig is the WEBHOOK_* settings, read by the worker (delivery),
+// the admin server and the webhook command (registration).
+type WebhookConfig struct {
+	Policy           webhook.AddressPolicy
+	Timeout          time.Duration
+	DisableAfter     time.Duration
+	DispatchInterval time.Duration
+	RequeueAfter     time.Duration
+	SecretOverlap    time.Duration
+}
+
+func (w WebhookConfig) worker() worker.WebhookConfig {
+	return worker.WebhookConfig{Policy: w.Policy, Timeout: w.Timeout, DisableAfter: w.DisableAfter,
+		DispatchInterval: w.DispatchInterval, RequeueAfter: w.RequeueAfter}
+}
+
+func (w WebhookConfig) settings() admin.WebhookSettings {
+	return admin.WebhookSettings{Policy: w.Policy, SecretOverlap: w.SecretOverlap}
 }
 
 // envVar documents one variable; README's configuration table lists the
@@ -128,6 +154,14 @@ var envVars = []envVar{
 	{"MAINTENANCE_BATCH_SIZE", "10000", "rows one maintenance statement changes"},
 	{"TOKEN_RETENTION", "168h", "how long a dead verification link is kept before it is deleted"},
 	{"MAIL_REQUEUE_AFTER", "2m", "age at which a pending mail without a task is queued again"},
+	{"RETENTION_WEBHOOK_DELIVERIES", "30d", "delivered and failed webhook deliveries are deleted this long after their event; pending ones stay; 0 keeps them"},
+	{"WEBHOOK_ALLOW_PRIVATE", "", "comma-separated address ranges webhook endpoints may reach although they are internal: loopback, private, link-local, cgnat, or CIDR prefixes; empty allows none"},
+	{"WEBHOOK_ALLOW_HTTP", "false", "true lets webhook endpoints use plain http (https only otherwise)"},
+	{"WEBHOOK_TIMEOUT", "10s", "how long one webhook request may take before it counts as failed (at most 50s)"},
+	{"WEBHOOK_DISABLE_AFTER", "24h", "an endpoint failing continuously this long (from its first failure since its last success) is disabled and its company's administrators emailed; 0 never disables"},
+	{"WEBHOOK_DISPATCH_INTERVAL", "1s", "how often each worker hands new webhook deliveries from Postgres to the queue: the delay from a change to its delivery"},
+	{"WEBHOOK_REQUEUE_AFTER", "5m", "age at which a pending webhook delivery is handed to the queue again in case its task was lost"},
+	{"WEBHOOK_SECRET_OVERLAP", "24h", "after a secret rotation, how long the old secret keeps signing beside the new one"},
 	{"ADMIN_ADDR", "127.0.0.1:8081", "address the admin server listens on"},
 	{"ADMIN_OPERATOR_USER", "", "operator user for /monitoring/, /metrics and /dev/mailbox; empty closes them"},
 	{"ADMIN_OPERATOR_PASSWORD", "", "operator password (HTTP basic authentication)"},
@@ -341,6 +375,7 @@ func loadConfig(getenv func(string) string, reads func(section string) bool) (*C
 		{"RETENTION_MAIL_PERSONAL", &c.Retention.MailPersonal, 24 * time.Hour},
 		// Not under a year unless turned off: the assessor's minimum.
 		{"RETENTION_AUDIT_EVENTS", &c.Retention.AuditEvents, 365 * 24 * time.Hour},
+		{"RETENTION_WEBHOOK_DELIVERIES", &c.Retention.WebhookDeliveries, 24 * time.Hour},
 	} {
 		d, err := parseDays(get(v.name))
 		if err != nil || d != 0 && d < v.min {
@@ -363,6 +398,45 @@ func loadConfig(getenv func(string) string, reads func(section string) bool) (*C
 		bad("SWEEP_GUARD_MIN", fmt.Errorf("want a number of accounts from 0 up, got %q", get("SWEEP_GUARD_MIN")))
 	} else {
 		c.SweepGuard.Floor = n
+	}
+	if allow, err := webhook.ParseAllow(get("WEBHOOK_ALLOW_PRIVATE")); err != nil {
+		bad("WEBHOOK_ALLOW_PRIVATE", err)
+	} else {
+		c.Webhooks.Policy.Allow = allow
+	}
+	if b, err := strconv.ParseBool(get("WEBHOOK_ALLOW_HTTP")); err != nil {
+		bad("WEBHOOK_ALLOW_HTTP", fmt.Errorf("want true or false, got %q", get("WEBHOOK_ALLOW_HTTP")))
+	} else {
+		c.Webhooks.Policy.AllowHTTP = b
+	}
+	for _, d := range []struct {
+		name string
+		dst  *time.Duration
+		zero bool
+	}{
+		{"WEBHOOK_TIMEOUT", &c.Webhooks.Timeout, false},
+		{"WEBHOOK_DISABLE_AFTER", &c.Webhooks.DisableAfter, true},
+		{"WEBHOOK_DISPATCH_INTERVAL", &c.Webhooks.DispatchInterval, false},
+		{"WEBHOOK_REQUEUE_AFTER", &c.Webhooks.RequeueAfter, false},
+		{"WEBHOOK_SECRET_OVERLAP", &c.Webhooks.SecretOverlap, true},
+	} {
+		v, err := time.ParseDuration(get(d.name))
+		if err != nil || v < 0 || v == 0 && !d.zero {
+			bad(d.name, fmt.Errorf("want a positive duration such as 10s or 24h, got %q", get(d.name)))
+			continue
+		}
+		*d.dst = v
+	}
+	// A request must end within the delivery task's own deadline
+	// (tasks.NewWebhookDeliveryTask: one minute), leaving time to record it.
+	if c.Webhooks.Timeout > 50*time.Second {
+		bad("WEBHOOK_TIMEOUT", fmt.Errorf("want at most 50s, got %q", get("WEBHOOK_TIMEOUT")))
+	}
+	if c.Webhooks.DisableAfter == 0 {
+		c.Webhooks.DisableAfter = -1 // never
+	}
+	if c.Webhooks.SecretOverlap == 0 {
+		c.Webhooks.SecretOverlap = time.Nanosecond // the old secret stops at once
 	}
 	ignore := func(string, error) {}
 	only := func(section string) func(string, error) {

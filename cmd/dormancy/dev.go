@@ -113,7 +113,7 @@ func runDev(ctx context.Context, cfg *Config, log *slog.Logger, watch watches, s
 		Concurrency: cfg.WorkerConcurrency, TaskCheckInterval: cfg.WorkerTaskCheckInterval,
 		ShutdownTimeout: 5 * time.Second, Retry: cfg.Retry, EmailMaxRetry: cfg.EmailMaxRetry, Retention: cfg.Retention, SweepGuard: cfg.SweepGuard, LockNoticeRate: cfg.LockNoticeRate,
 		Layout: cfg.Layout, ServedCriticalQueues: cfg.ServedCriticalQueues,
-		Logger: log, Now: clock.Now, RedisWatch: watch.redis, Trace: cfg.tracing(),
+		Logger: log, Now: clock.Now, RedisWatch: watch.redis, Trace: cfg.tracing(), Webhooks: cfg.Webhooks.worker(),
 	})
 	if err != nil {
 		return err
@@ -130,7 +130,7 @@ func runDev(ctx context.Context, cfg *Config, log *slog.Logger, watch watches, s
 	adminSrv, err := admin.New(admin.Config{
 		Store: store, Redis: cfg.Redis, Queue: queue, LinkSecret: secret,
 		OperatorUser: "dev", OperatorPassword: "dev", DevMailbox: true, InsecureCookies: true,
-		Logger: log, Now: clock.Now, RedisWatch: watch.redis, Trace: cfg.tracing(), Layout: cfg.Layout,
+		Logger: log, Now: clock.Now, RedisWatch: watch.redis, Trace: cfg.tracing(), Layout: cfg.Layout, Webhooks: cfg.Webhooks.settings(),
 	})
 	if err != nil {
 		return err

@@ -54,6 +54,16 @@ commands:
   account erase -company ID -login LOGIN [-by NAME]
                           erase a retired account's personal data; its audit
                           trail stays, pseudonymised
+  webhook add -url URL -events a,b (-company ID | -platform) [-description TEXT]
+                          register a webhook endpoint; its signing secret alone goes
+                          to stdout, once
+  webhook list [-company ID] | show ID | remove ID | enable ID | disable ID
+  webhook rotate ID       a new signing secret (stdout, once); the old one signs beside
+                          it for WEBHOOK_SECRET_OVERLAP
+  webhook replay ID (-event N | -since T -until T)
+                          send events again, each with its original webhook-id
+  webhook deliveries ID [-limit N]
+                          the endpoint's delivery log, newest first
   env                     list the environment variables and their defaults
   version                 the module version and VCS revision of this binary
 `
@@ -143,6 +153,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runReport(ctx, cfg, args[1:], stdout, stderr)
 	case "sweep":
 		return runSweep(ctx, cfg, args[1:], stdout, stderr)
+	case "webhook":
+		return runWebhook(ctx, cfg, args[1:], stdout, stderr)
 	case "account":
 		return runAccount(ctx, cfg, args[1:], stdout, stderr)
 	}
@@ -175,7 +187,7 @@ func runWorker(ctx context.Context, cfg *Config, log *slog.Logger, watch watches
 		ShutdownTimeout: cfg.WorkerShutdownTimeout,
 		Retry:           cfg.Retry, EmailMaxRetry: cfg.EmailMaxRetry, Retention: cfg.Retention, SweepGuard: cfg.SweepGuard, LockNoticeRate: cfg.LockNoticeRate,
 		Layout: cfg.Layout, ServedCriticalQueues: cfg.ServedCriticalQueues, Replication: cfg.Replication,
-		Logger: log, RedisWatch: watch.redis, Trace: cfg.tracing(),
+		Logger: log, RedisWatch: watch.redis, Trace: cfg.tracing(), Webhooks: cfg.Webhooks.worker(),
 	})
 	if err != nil {
 		return err
