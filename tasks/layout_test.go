@@ -42,12 +42,12 @@ func TestCriticalQueueIsPinned(t *testing.T) {
 // queued before n changed are too.
 func TestServedQueues(t *testing.T) {
 	qs := tasks.ServedQueues(3)
-	for q, w := range map[string]int{"critical": 6, "critical-0": 6, "critical-1": 6, "critical-2": 6, "default": 3, "low": 1} {
+	for q, w := range map[string]int{"critical": 6, "critical-0": 6, "critical-1": 6, "critical-2": 6, "default": 3, "webhooks": 2, "low": 1} {
 		if qs[q] != w {
 			t.Errorf("weight of %s = %d, want %d", q, qs[q], w)
 		}
 	}
-	if len(qs) != 6 {
+	if len(qs) != 7 {
 		t.Errorf("served %v", qs)
 	}
 	for n := 1; n <= 3; n++ {
