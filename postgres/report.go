@@ -109,15 +109,15 @@ func (s *Store) Report(ctx context.Context, companyID string, now, since, until 
 // ReportAccounts calls fn with every account of the company, by login ID,
 // from one streaming query: memory stays flat however many there are.
 func (s *Store) ReportAccounts(ctx context.Context, companyID string, fn func(policy.Employee) error) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+employeeColumns+`
-		FROM `+accountsWithCompany+` WHERE a.company_id = ? ORDER BY a.login_id`, companyID)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+accountColumns+`
+		FROM accounts a WHERE a.company_id = ? ORDER BY a.login_id`, companyID)
 	if err != nil {
 		return fmt.Errorf("postgres.ReportAccounts(%q): %w", companyID, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var r employeeRow
-		if err := s.db.ScanRow(ctx, rows, &r); err != nil {
+		if err := r.scanAccount(rows); err != nil {
 			return fmt.Errorf("postgres.ReportAccounts(%q): %w", companyID, err)
 		}
 		if err := fn(r.employee()); err != nil {
