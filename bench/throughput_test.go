@@ -122,11 +122,18 @@ type harness struct {
 	count atomic.Int64
 	want  int64
 	typ   string
+	// failed counts the handler's errors and firstErr keeps one: a rate
+	// of failing tasks measures nothing.
+	failed   atomic.Int64
+	firstErr atomic.Value
 }
 
 func (h *harness) wrap(next asynq.Handler) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		err := next.ProcessTask(ctx, t)
+		if err != nil && h.failed.Add(1) == 1 {
+			h.firstErr.Store(err.Error())
+		}
 		if t.Type() == h.typ && h.count.Add(1) == h.want {
 			close(h.done)
 		}
@@ -168,6 +175,9 @@ func drainRate(b *testing.B, concurrency int, typ string, all []*asynq.Task, reg
 	}
 	elapsed := time.Since(start)
 	srv.Shutdown()
+	if n := h.failed.Load(); n > 0 {
+		b.Fatalf("%s: %d of %d tasks failed, the first with: %v", typ, n, want, h.firstErr.Load())
+	}
 	return float64(want) / elapsed.Seconds()
 }
 
@@ -398,7 +408,7 @@ func oneTransactionHandler(b *testing.B) asynq.HandlerFunc {
 		}
 		now := time.Now()
 		if _, err := tx.ExecContext(ctx, `INSERT INTO login_attempts (attempt_key, company_id, account_id, method, outcome, user_agent, attempted_at, decided_at, recorded_at)
-			VALUES ($1, $2, $3, $4, 'allow', $5, $6, $7, $7) ON CONFLICT (attempt_key) DO NOTHING`,
+			VALUES ($1, $2, $3, $4, 'allow', $5, $6, $7, $7) ON CONFLICT DO NOTHING`,
 			p.AttemptKey, p.CompanyID, id, string(p.Method), p.UserAgent, p.At, now); err != nil {
 			return err
 		}
