@@ -1,10 +1,8 @@
 package admin
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -16,17 +14,7 @@ import (
 	"github.com/dormancy/dormancy/webhook"
 )
 
-// testResolver stands in for DNS: the tests' host names resolve here.
-type testResolver map[string][]netip.Addr
-
-func (r testResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
-	if a, ok := r[host]; ok {
-		return a, nil
-	}
-	return nil, errors.New("no such host")
-}
-
-var testWebhookSettings = WebhookSettings{Resolver: testResolver{
+var testWebhookSettings = WebhookSettings{Resolver: webhook.StaticResolver{
 	"hooks.example.com": {netip.MustParseAddr("93.184.215.14")},
 	"intranet.example":  {netip.MustParseAddr("10.0.0.8")},
 	"rebind.example":    {netip.MustParseAddr("93.184.215.14"), netip.MustParseAddr("127.0.0.1")},

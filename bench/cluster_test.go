@@ -161,13 +161,8 @@ func BenchmarkWorkerProcesses(b *testing.B) {
 			one = rate
 		}
 		b.ReportMetric(rate, fmt.Sprintf("attempts/s-%dproc", k))
-		record(row{
-			name:     fmt.Sprintf("login:attempt mix, %d worker process(es), one Redis node (%d tasks)", k, n),
-			value:    fmt.Sprintf("%.0f/s", rate),
-			baseline: fmt.Sprintf("%.0f/s one process", one),
-			ratio:    fmt.Sprintf("%.2f", rate/one),
-			target:   "reported (2 cores)",
-		})
+		record(rateRow(fmt.Sprintf("login:attempt mix, %d worker process(es), one Redis node (%d tasks)", k, n),
+			rate, one, "one process", "reported (2 cores)"))
 	}
 }
 
@@ -184,13 +179,8 @@ func BenchmarkClusterQueues(b *testing.B) {
 	for _, queues := range []int{1, 3} {
 		rate := drainByProcesses(b, bin, fake.URL(), fleetRun{redisURL: cl.URL(), opt: cl.Opt(), workers: 2, queues: queues}, n)
 		b.ReportMetric(rate, fmt.Sprintf("attempts/s-cluster-N%d", queues))
-		record(row{
-			name:     fmt.Sprintf("login:attempt mix on a 3-master cluster, N = %d queue(s), 2 worker processes (%d tasks)", queues, n),
-			value:    fmt.Sprintf("%.0f/s", rate),
-			baseline: fmt.Sprintf("%.0f/s one node, N = 1", node),
-			ratio:    fmt.Sprintf("%.2f", rate/node),
-			target:   "reported (2 cores)",
-		})
+		record(rateRow(fmt.Sprintf("login:attempt mix on a 3-master cluster, N = %d queue(s), 2 worker processes (%d tasks)", queues, n),
+			rate, node, "one node, N = 1", "reported (2 cores)"))
 	}
 }
 

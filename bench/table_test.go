@@ -20,6 +20,13 @@ var (
 	table   []row
 )
 
+// rateRow is a row of a rate beside a baseline rate, with their ratio;
+// label names the baseline.
+func rateRow(name string, rate, base float64, label, target string) row {
+	return row{name: name, value: fmt.Sprintf("%.0f/s", rate), baseline: fmt.Sprintf("%.0f/s %s", base, label),
+		ratio: fmt.Sprintf("%.2f", rate/base), target: target}
+}
+
 func record(r row) {
 	tableMu.Lock()
 	table = append(table, r)

@@ -260,24 +260,14 @@ func BenchmarkLoginAttemptThroughput(b *testing.B) {
 		mux.HandleFunc(tasks.TypeLoginAttempt, oneTx)
 	})
 	b.ReportMetric(oneTxRate, "one-tx/s")
-	record(row{
-		name:     fmt.Sprintf("login:attempt mix beside one transaction per attempt (%d tasks, concurrency %d)", n, concurrency),
-		value:    fmt.Sprintf("%.0f/s", mixRate),
-		baseline: fmt.Sprintf("%.0f/s one transaction per attempt", oneTxRate),
-		ratio:    fmt.Sprintf("%.2f", mixRate/oneTxRate),
-		target:   "≥ 2",
-	})
+	record(rateRow(fmt.Sprintf("login:attempt mix beside one transaction per attempt (%d tasks, concurrency %d)", n, concurrency),
+		mixRate, oneTxRate, "one transaction per attempt", "≥ 2"))
 
 	b.ReportMetric(mixRate, "attempts/s")
 	b.ReportMetric(noopRate, "noop/s")
 	b.ReportMetric(mixRate/noopRate, "ratio")
-	record(row{
-		name:     fmt.Sprintf("login:attempt mix throughput (%d tasks, concurrency %d)", n, concurrency),
-		value:    fmt.Sprintf("%.0f/s", mixRate),
-		baseline: fmt.Sprintf("%.0f/s asynq no-op", noopRate),
-		ratio:    fmt.Sprintf("%.2f", mixRate/noopRate),
-		target:   "≥ 0.60",
-	})
+	record(rateRow(fmt.Sprintf("login:attempt mix throughput (%d tasks, concurrency %d)", n, concurrency),
+		mixRate, noopRate, "asynq no-op", "≥ 0.60"))
 }
 
 // BenchmarkVerificationLatency times enqueue → verification email received

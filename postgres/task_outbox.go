@@ -52,14 +52,22 @@ func (s *Store) DrainHeldTasks(ctx context.Context, limit int, enqueue func(Held
 				return err
 			}
 		}
-		n = len(done)
-		if failed != nil && n == 0 {
-			return failed
-		}
-		return nil
+		return handedOver(done, failed, &n)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("postgres.DrainHeldTasks: %w", err)
 	}
 	return n, nil
+}
+
+// handedOver ends a batch that hands rows to the queue until one fails:
+// the rows handed over before the failure are kept as handed over (their
+// change commits), and the failure is returned only when none was, so the
+// job's next run retries the rest rather than the whole batch.
+func handedOver(done []int64, failed error, n *int) error {
+	*n = len(done)
+	if failed != nil && len(done) == 0 {
+		return failed
+	}
+	return nil
 }

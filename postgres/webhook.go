@@ -437,11 +437,7 @@ func (s *Store) DispatchWebhookDeliveries(ctx context.Context, now time.Time, re
 				return err
 			}
 		}
-		n = len(done)
-		if failed != nil && n == 0 {
-			return failed
-		}
-		return nil
+		return handedOver(done, failed, &n)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("postgres.DispatchWebhookDeliveries: %w", err)

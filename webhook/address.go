@@ -101,6 +101,18 @@ type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
+// StaticResolver answers from a fixed table and knows no other host: the
+// tests' receivers have names that resolve where the tests say.
+type StaticResolver map[string][]netip.Addr
+
+// LookupNetIP implements Resolver.
+func (r StaticResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	if a, ok := r[host]; ok {
+		return a, nil
+	}
+	return nil, errors.New("no such host")
+}
+
 // CheckURL parses an endpoint URL and checks it as registration does: an
 // absolute http(s) URL without credentials or fragment, https unless
 // AllowHTTP, whose host resolves only to addresses the policy allows.

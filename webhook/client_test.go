@@ -13,18 +13,9 @@ import (
 	"time"
 )
 
-type staticResolver map[string][]netip.Addr
-
-func (r staticResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
-	if a, ok := r[host]; ok {
-		return a, nil
-	}
-	return nil, errors.New("no such host")
-}
-
 func TestCheckURLRefusesInternalAddresses(t *testing.T) {
 	ctx := context.Background()
-	r := staticResolver{
+	r := StaticResolver{
 		"hooks.example.com":   {netip.MustParseAddr("93.184.215.14")},
 		"internal.example":    {netip.MustParseAddr("10.1.2.3")},
 		"metadata.example":    {netip.MustParseAddr("169.254.169.254")},
