@@ -22,9 +22,10 @@ import (
 	"github.com/dormancy/dormancy/postgres"
 )
 
-// Migration 000019 turns a filled login_attempts into a partitioned table
-// while logins go on being recorded through the worker's batch statement
-// and read back by account: none fails, none is lost, and every row is still there.
+// Migrations 000019 and 000020 turn a filled login_attempts and
+// audit_events into partitioned tables while logins go on being recorded
+// through the worker's batch statement, audited and read back by account:
+// none fails, none is lost, and every row is still there.
 // DORMANCY_TEST_PARTITION_ROWS sets the table's size (200,000; the
 // figure in SCALING.md is from 1,000,000).
 func TestPartitionMigrationKeepsLoginsGoing(t *testing.T) {
@@ -68,6 +69,10 @@ func TestPartitionMigrationKeepsLoginsGoing(t *testing.T) {
 		FROM generate_series(1, $2) g`, now, rows); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO audit_events (company_id, kind, occurred_at)
+		SELECT 'co', 'locked', $1::timestamptz - g * interval '30 seconds' FROM generate_series(1, $2) g`, now, rows); err != nil {
+		t.Fatal(err)
+	}
 
 	var stop atomic.Bool
 	var recorded, reads atomic.Int64
@@ -82,6 +87,10 @@ func TestPartitionMigrationKeepsLoginsGoing(t *testing.T) {
 				handled, err := store.RecordAllowedLogins(ctx, []postgres.Attempt{a})
 				if err == nil && !handled[0] {
 					err = fmt.Errorf("%s not recorded", a.Key)
+				}
+				if err == nil {
+					// An audit event for each, as a lock would write.
+					err = store.Audit(ctx, postgres.Event{Kind: postgres.EventLocked, CompanyID: "co", RequestID: a.Key, OccurredAt: time.Now()})
 				}
 				if err == nil {
 					recorded.Add(1)
@@ -106,7 +115,7 @@ func TestPartitionMigrationKeepsLoginsGoing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("migration 000019 on %d rows: %v (%.1f s per million rows); %d logins recorded and %d reads meanwhile",
+	t.Logf("migrations 000019 and 000020 on %d rows each: %v (%.1f s per million rows); %d logins recorded and %d reads meanwhile",
 		rows, took, took.Seconds()*1e6/float64(rows), during, reads.Load())
 	for _, err := range errs {
 		t.Error(err)
@@ -124,5 +133,14 @@ func TestPartitionMigrationKeepsLoginsGoing(t *testing.T) {
 	}
 	if live != int(recorded.Load()) || total != rows+live {
 		t.Errorf("%d rows (%d live) after the migration, want %d old and %d live", total, live, rows, recorded.Load())
+	}
+	if err := db.QueryRowContext(ctx, `SELECT relkind::text FROM pg_class WHERE oid = 'audit_events'::regclass`).Scan(&kind); err != nil || kind != "p" {
+		t.Fatalf("audit_events is %q (%v), want a partitioned table", kind, err)
+	}
+	if err := db.QueryRowContext(ctx, `SELECT count(*), count(*) FILTER (WHERE request_id LIKE 'live-%') FROM audit_events`).Scan(&total, &live); err != nil {
+		t.Fatal(err)
+	}
+	if live != int(recorded.Load()) || total != rows+live {
+		t.Errorf("%d events (%d live) after the migration, want %d old and %d live", total, live, rows, recorded.Load())
 	}
 }

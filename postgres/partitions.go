@@ -10,8 +10,8 @@ import (
 )
 
 // PartitionedTables are the tables partitioned by month of a time column
-// (migration 000019 and after): retention drops their months whole.
-var PartitionedTables = map[string]string{"login_attempts": "attempted_at"}
+// (migrations 000019 and 000020): retention drops their months whole.
+var PartitionedTables = map[string]string{"login_attempts": "attempted_at", "audit_events": "occurred_at"}
 
 // PartitionsAhead is how many months past the current one EnsurePartitions
 // keeps ready, so a day the job does not run costs nothing.
@@ -150,7 +150,7 @@ func (s *Store) EnsurePartitions(ctx context.Context, now time.Time) (int, error
 // how many rows went with them. The rows left in a younger partition are
 // the row-by-row steps' (RetentionSteps).
 func (s *Store) DropExpiredPartitions(ctx context.Context, r Retention, now time.Time) (int, error) {
-	keep := map[string]time.Duration{"login_attempts": r.LoginAttempts}
+	keep := map[string]time.Duration{"login_attempts": r.LoginAttempts, "audit_events": r.AuditEvents}
 	dropped := 0
 	for table := range PartitionedTables {
 		if keep[table] <= 0 {

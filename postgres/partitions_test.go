@@ -47,7 +47,7 @@ func TestPartitionRetention(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := postgres.Retention{LoginAttempts: 400 * 24 * time.Hour}
+	r := postgres.Retention{LoginAttempts: 400 * 24 * time.Hour, AuditEvents: 400 * 24 * time.Hour}
 	cutoff := now.Add(-r.LoginAttempts)
 	rows := map[string]time.Time{}
 	insert := func(key string, at time.Time) {
@@ -56,6 +56,11 @@ func TestPartitionRetention(t *testing.T) {
 		if _, err := db.Exec(`INSERT INTO login_attempts (attempt_key, company_id, account_id, method, outcome, attempted_at, recorded_at)
 			VALUES ($1, 'co', $2, 'password', 'allow', $3, $3)`, key, acct, at); err != nil {
 			t.Fatalf("insert %s at %v: %v", key, at, err)
+		}
+		// The audit trail gets the same instants, its request ID the key.
+		if _, err := db.Exec(`INSERT INTO audit_events (company_id, account_id, kind, request_id, occurred_at)
+			VALUES ('co', $2, 'locked', $1, $3)`, key, acct, at); err != nil {
+			t.Fatalf("insert event %s at %v: %v", key, at, err)
 		}
 	}
 	// A month whose partition is not there yet: its row waits in the
@@ -83,25 +88,30 @@ func TestPartitionRetention(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if created != 1 {
-		t.Errorf("created %d partitions at the instant, want 1 (the last month ahead)", created)
+	if created != len(postgres.PartitionedTables) {
+		t.Errorf("created %d partitions at the instant, want %d (each table's last month ahead)", created, len(postgres.PartitionedTables))
 	}
 	if got := testenv.Count(t, db, `SELECT count(*) FROM `+postgres.PartitionName("login_attempts", late)+` WHERE attempt_key = 'waited'`); got != 1 {
 		t.Fatalf("the waiting row did not move into its month's partition")
+	}
+	if got := testenv.Count(t, db, `SELECT count(*) FROM `+postgres.PartitionName("audit_events", late)+` WHERE request_id = 'waited'`); got != 1 {
+		t.Fatalf("the waiting event did not move into its month's partition")
 	}
 	if again, err := store.EnsurePartitions(ctx, now); err != nil || again != 0 {
 		t.Errorf("a second run created %d (%v), want 0", again, err)
 	}
 
-	before, err := store.Partitions(ctx, "login_attempts")
-	if err != nil {
-		t.Fatal(err)
-	}
 	wantDropped := 0
-	for _, at := range rows {
-		for _, p := range before {
-			if !p.Default && !at.Before(p.From) && at.Before(p.To) && !p.To.After(cutoff) {
-				wantDropped++
+	for table := range postgres.PartitionedTables {
+		before, err := store.Partitions(ctx, table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, at := range rows {
+			for _, p := range before {
+				if !p.Default && !at.Before(p.From) && at.Before(p.To) && !p.To.After(cutoff) {
+					wantDropped++
+				}
 			}
 		}
 	}
@@ -123,19 +133,24 @@ func TestPartitionRetention(t *testing.T) {
 			}
 		}
 	}
-	after, err := store.Partitions(ctx, "login_attempts")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range after {
-		if !p.Default && !p.To.After(cutoff) {
-			t.Errorf("partition %s (to %v) outlived the cutoff %v", p.Name, p.To, cutoff)
+	for table := range postgres.PartitionedTables {
+		after, err := store.Partitions(ctx, table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range after {
+			if !p.Default && !p.To.After(cutoff) {
+				t.Errorf("partition %s (to %v) outlived the cutoff %v", p.Name, p.To, cutoff)
+			}
 		}
 	}
 	for key, at := range rows {
-		got := testenv.Count(t, db, `SELECT count(*) FROM login_attempts WHERE attempt_key = $1`, key)
-		if want := map[bool]int{true: 1, false: 0}[!at.Before(cutoff)]; got != want {
-			t.Errorf("%s at %v: %d rows, want %d (cutoff %v)", key, at, got, want, cutoff)
+		want := map[bool]int{true: 1, false: 0}[!at.Before(cutoff)]
+		if got := testenv.Count(t, db, `SELECT count(*) FROM login_attempts WHERE attempt_key = $1`, key); got != want {
+			t.Errorf("%s at %v: %d attempts, want %d (cutoff %v)", key, at, got, want, cutoff)
+		}
+		if got := testenv.Count(t, db, `SELECT count(*) FROM audit_events WHERE request_id = $1`, key); got != want {
+			t.Errorf("%s at %v: %d events, want %d (cutoff %v)", key, at, got, want, cutoff)
 		}
 	}
 }
