@@ -41,7 +41,9 @@ type env struct {
 
 type envOpts struct {
 	// redis is a private redis-server; nil means the test binary's Redis
-	// DB (internal/testenv), emptied before and after the test.
+	// DB (internal/testenv), emptied before and after the test, which at
+	// most one parallel test may use: a worker takes any task on its
+	// queues, whichever test's database it names.
 	redis *redisServer
 	// ownDatabase gives the test a fresh database instead of the binary's
 	// shared one: for tests whose jobs act on every row.

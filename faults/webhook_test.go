@@ -75,7 +75,9 @@ func TestWebhookWorkerKilledMidDelivery(t *testing.T) {
 		t.Skip("waits about a minute for asynq to recover the dead worker's tasks")
 	}
 	t.Parallel()
-	e := newEnv(t, envOpts{ownDatabase: true})
+	// A Redis of its own: the tests running beside it share the binary's
+	// Redis DB, and a worker of one would take the other's tasks.
+	e := newEnv(t, envOpts{ownDatabase: true, redis: startRedis(t, false)})
 	key, err := webhook.NewSecret(strings.NewReader(strings.Repeat("s", 64)))
 	if err != nil {
 		t.Fatal(err)
