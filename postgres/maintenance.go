@@ -165,16 +165,11 @@ func (s *Store) PrelockCandidates(ctx context.Context, now time.Time, after Curs
 		return nil, after, fmt.Errorf("postgres.PrelockCandidates: %w", err)
 	}
 	subs := make([]Subject, 0, len(rows))
-	zones := map[string]policy.Company{}
 	for i := range rows {
 		r := &rows[i]
-		// Companies repeat across a batch; parse each zone once.
-		c, ok := zones[r.CompanyID]
-		if !ok {
-			if c, err = r.company(); err != nil {
-				return nil, after, fmt.Errorf("postgres.PrelockCandidates: %w", err)
-			}
-			zones[r.CompanyID] = c
+		c, err := r.company() // its zone is parsed once per process (loadLocation)
+		if err != nil {
+			return nil, after, fmt.Errorf("postgres.PrelockCandidates: %w", err)
 		}
 		subs = append(subs, Subject{Employee: r.employee(), Company: c})
 	}

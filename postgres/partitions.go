@@ -4,14 +4,16 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/uptrace/bun"
 )
 
-// PartitionedTables are the tables partitioned by month of a time column
-// (migrations 000019 and 000020): retention drops their months whole.
-var PartitionedTables = map[string]string{"login_attempts": "attempted_at", "audit_events": "occurred_at"}
+// PartitionedTables are the tables partitioned by month of their time
+// column (timeColumn; migrations 000019 and 000020): retention drops their
+// months whole.
+var PartitionedTables = []string{"login_attempts", "audit_events"}
 
 // PartitionsAhead is how many months past the current one EnsurePartitions
 // keeps ready, so a day the job does not run costs nothing.
@@ -79,11 +81,7 @@ func partitions(ctx context.Context, db bun.IDB, table string) ([]Partition, err
 		}
 		out = append(out, p)
 	}
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j].To.Before(out[j-1].To); j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
+	slices.SortFunc(out, func(a, b Partition) int { return a.To.Compare(b.To) })
 	return append(out, def...), nil
 }
 
@@ -102,7 +100,8 @@ func parsePGTime(s string) (time.Time, error) {
 // for such a month move into it in the same transaction.
 func (s *Store) EnsurePartitions(ctx context.Context, now time.Time) (int, error) {
 	created := 0
-	for table, col := range PartitionedTables {
+	for _, table := range PartitionedTables {
+		col := timeColumn[table]
 		for i := range PartitionsAhead + 1 {
 			from := monthStart(now).AddDate(0, i, 0)
 			to := from.AddDate(0, 1, 0)
@@ -150,13 +149,13 @@ func (s *Store) EnsurePartitions(ctx context.Context, now time.Time) (int, error
 // how many rows went with them. The rows left in a younger partition are
 // the row-by-row steps' (RetentionSteps).
 func (s *Store) DropExpiredPartitions(ctx context.Context, r Retention, now time.Time) (int, error) {
-	keep := map[string]time.Duration{"login_attempts": r.LoginAttempts, "audit_events": r.AuditEvents}
 	dropped := 0
-	for table := range PartitionedTables {
-		if keep[table] <= 0 {
+	for _, table := range PartitionedTables {
+		keep := r.keep(table)
+		if keep <= 0 {
 			continue
 		}
-		cutoff := now.Add(-keep[table])
+		cutoff := now.Add(-keep)
 		ps, err := s.Partitions(ctx, table)
 		if err != nil {
 			return dropped, err

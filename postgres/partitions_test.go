@@ -102,7 +102,7 @@ func TestPartitionRetention(t *testing.T) {
 	}
 
 	wantDropped := 0
-	for table := range postgres.PartitionedTables {
+	for _, table := range postgres.PartitionedTables {
 		before, err := store.Partitions(ctx, table)
 		if err != nil {
 			t.Fatal(err)
@@ -133,7 +133,7 @@ func TestPartitionRetention(t *testing.T) {
 			}
 		}
 	}
-	for table := range postgres.PartitionedTables {
+	for _, table := range postgres.PartitionedTables {
 		after, err := store.Partitions(ctx, table)
 		if err != nil {
 			t.Fatal(err)

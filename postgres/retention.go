@@ -30,6 +30,26 @@ type Retention struct {
 var DefaultRetention = Retention{LoginAttempts: 400 * 24 * time.Hour, MailPersonal: 90 * 24 * time.Hour, AuditEvents: 400 * 24 * time.Hour,
 	WebhookDeliveries: 30 * 24 * time.Hour}
 
+// timeColumn is, per table that retention trims, the column that dates
+// its rows: what the retention compares, and what partitions them.
+var timeColumn = map[string]string{
+	"login_attempts": "attempted_at", "audit_events": "occurred_at", "mails": "created_at", "webhook_deliveries": "created_at",
+}
+
+// keep is how long r keeps the rows of table; zero keeps them forever.
+// Mail rows go with the audit trail they are evidence for.
+func (r Retention) keep(table string) time.Duration {
+	switch table {
+	case "login_attempts":
+		return r.LoginAttempts
+	case "audit_events", "mails":
+		return r.AuditEvents
+	case "webhook_deliveries":
+		return r.WebhookDeliveries
+	}
+	return 0
+}
+
 // RetentionStep is one kind of record the retention job handles, a batch
 // at a time: Batch changes up to limit rows older than the cutoff at now
 // and reports how many it changed.
@@ -44,19 +64,20 @@ func (s *Store) RetentionSteps(r Retention) []RetentionStep {
 	var steps []RetentionStep
 	// Each walks the table by id, which grows with time, so a batch is an
 	// index range scan from the oldest row that stops at the limit.
-	del := func(name, table, at, also string, keep time.Duration) {
+	del := func(name, table, also string) {
+		keep := r.keep(table)
 		if keep <= 0 {
 			return
 		}
 		steps = append(steps, RetentionStep{Name: name, Batch: func(ctx context.Context, now time.Time, limit int) (int, error) {
 			return s.execCount(ctx, "postgres.Retention("+name+")", `DELETE FROM `+table+` WHERE id IN (
-				SELECT id FROM `+table+` WHERE `+at+` < ? AND `+also+` ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED)`, now.Add(-keep), limit)
+				SELECT id FROM `+table+` WHERE `+timeColumn[table]+` < ? AND `+also+` ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED)`, now.Add(-keep), limit)
 		}})
 	}
-	del("login attempts deleted", "login_attempts", "attempted_at", "true", r.LoginAttempts)
-	del("audit events deleted", "audit_events", "occurred_at", "true", r.AuditEvents)
-	del("mails deleted", "mails", "created_at", "true", r.AuditEvents)
-	del("webhook deliveries deleted", "webhook_deliveries", "created_at", "status <> 'pending'", r.WebhookDeliveries)
+	del("login attempts deleted", "login_attempts", "true")
+	del("audit events deleted", "audit_events", "true")
+	del("mails deleted", "mails", "true")
+	del("webhook deliveries deleted", "webhook_deliveries", "status <> 'pending'")
 	if r.MailPersonal > 0 {
 		steps = append(steps, RetentionStep{Name: "mail personal fields cleared", Batch: func(ctx context.Context, now time.Time, limit int) (int, error) {
 			return s.execCount(ctx, "postgres.Retention(mails)", `UPDATE mails SET to_address = '', subject = '', body_text = NULL, body_html = NULL, error = NULL
@@ -85,9 +106,9 @@ func (s *Store) execCount(ctx context.Context, what, q string, args ...any) (int
 // row; zero for an empty table.
 func (s *Store) OldestRows(ctx context.Context) (map[string]time.Time, error) {
 	out := map[string]time.Time{}
-	for table, at := range map[string]string{"login_attempts": "attempted_at", "audit_events": "occurred_at", "mails": "created_at"} {
+	for _, table := range []string{"login_attempts", "audit_events", "mails"} {
 		var ts []time.Time
-		if err := s.db.NewRaw(`SELECT `+at+` FROM `+table+` ORDER BY id LIMIT 1`).Scan(ctx, &ts); err != nil {
+		if err := s.db.NewRaw(`SELECT `+timeColumn[table]+` FROM `+table+` ORDER BY id LIMIT 1`).Scan(ctx, &ts); err != nil {
 			return nil, fmt.Errorf("postgres.OldestRows(%s): %w", table, err)
 		}
 		if len(ts) > 0 {
