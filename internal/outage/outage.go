@@ -21,7 +21,15 @@ type Watch struct {
 
 	mu    sync.Mutex
 	since time.Time // when the outage began; zero while the service answers
+	upAt  time.Time // when the service last answered after an outage
 }
+
+// settle is how long after a recovery a failure reported by a client is
+// taken for a leftover of the outage (a call begun before it ended, a
+// pooled connection that died with the old server) rather than a new one.
+// A new outage in that window is still seen: the probe's own failure
+// always counts, and it pings every second.
+const settle = 2 * time.Second
 
 // New watches the service name ("redis", "postgres") that the variable
 // (REDIS_URL, DATABASE_URL) points at. A nil Watch is a valid one that
@@ -33,10 +41,19 @@ func New(name, variable string, log *slog.Logger) *Watch {
 // Down records a failure to reach the service. The first of an outage is
 // logged at ERROR and reported true; the rest go to debug.
 func (w *Watch) Down(cause string) bool {
+	return w.down(cause, false)
+}
+
+func (w *Watch) down(cause string, probed bool) bool {
 	if w == nil {
 		return false
 	}
 	w.mu.Lock()
+	if !probed && w.since.IsZero() && !w.upAt.IsZero() && w.now().Sub(w.upAt) < settle {
+		w.mu.Unlock()
+		w.log.Debug(w.name+" failure left over from the last outage", slog.String("error", cause))
+		return false
+	}
 	first := w.since.IsZero()
 	if first {
 		w.since = w.now()
@@ -59,6 +76,9 @@ func (w *Watch) Up() {
 	w.mu.Lock()
 	since := w.since
 	w.since = time.Time{}
+	if !since.IsZero() {
+		w.upAt = w.now()
+	}
 	w.mu.Unlock()
 	if !since.IsZero() {
 		w.log.Info(w.name+" available again", slog.String("variable", w.variable),
@@ -94,7 +114,7 @@ func (w *Watch) Probe(ctx context.Context, every time.Duration, ping func(contex
 		case ctx.Err() != nil:
 			return
 		case err != nil:
-			w.Down(err.Error())
+			w.down(err.Error(), true)
 		default:
 			w.Up()
 		}

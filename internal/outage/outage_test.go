@@ -47,7 +47,20 @@ func TestOutageLoggedOnceAndRecoveryOnce(t *testing.T) {
 		lines[1]["msg"] != "redis available again" || lines[1]["down_for"] != float64(42*time.Second) {
 		t.Errorf("log = %v, want one outage line naming REDIS_URL and one recovery line after 42s", lines)
 	}
-	// A second outage is news again.
+	// A failure reported just after the recovery is a leftover of the
+	// outage (a call begun before it ended, a dead pooled connection), not
+	// news; the probe's own failure is.
+	now = now.Add(settle / 2)
+	if w.Down("read tcp 127.0.0.1:6379: connection reset by peer") || w.IsDown() {
+		t.Error("a leftover failure right after the recovery reported as a new outage")
+	}
+	if !w.down("dial tcp 127.0.0.1:6379: connect: connection refused", true) {
+		t.Error("the probe's failure right after a recovery not reported")
+	}
+	now = now.Add(time.Second)
+	w.Up()
+	// Past the settling time, a second outage is news again.
+	now = now.Add(settle)
 	if !w.Down("EOF") {
 		t.Error("a new outage not reported")
 	}
