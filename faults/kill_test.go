@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -14,8 +13,8 @@ import (
 )
 
 // A worker is killed with SIGKILL while it is in the middle of
-// login:attempt tasks (a burst it has half worked through) and of an
-// email:verification (its request to Resend hanging). Postgres rolls back
+// login:attempt tasks (a burst it has half worked through), one of them
+// sending its verification link, its request to Resend hanging. Postgres rolls back
 // what the dead process had open; asynq hands the tasks it held to the new
 // worker once their lease has expired (about a minute: the lease is 30 s
 // and the recoverer runs every minute, waiting out another 30 s for clock
@@ -29,8 +28,8 @@ func TestWorkerKilledMidTaskCompletesOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
 
-	// One account whose verification email hangs at Resend; its company
-	// has no recipients, so that email is the first request Resend sees.
+	// One account whose verification link hangs at Resend; its company
+	// has no recipients, so that link is the first request Resend sees.
 	coV := e.company(t)
 	loginV, idV := e.account(t, coV, acct{idle: 120 * day})
 
@@ -85,11 +84,8 @@ func TestWorkerKilledMidTaskCompletesOnce(t *testing.T) {
 			interrupted = append(interrupted, info.ID)
 		}
 	}
-	var mailV, tokenV int64
-	if err := e.db.QueryRow(`SELECT id, token_id FROM mails WHERE account_id = $1`, idV).Scan(&mailV, &tokenV); err != nil {
-		t.Fatal(err)
-	}
-	hungTask := fmt.Sprintf("mail:%d:%d", mailV, tokenV)
+	// The attempt's task sends its link itself, so it is the one hanging.
+	hungTask := tasks.LoginAttemptTaskID(keyV)
 	var attemptsInterrupted int
 	for _, id := range interrupted {
 		if strings.HasPrefix(id, tasks.TypeLoginAttempt+":") {
@@ -101,7 +97,7 @@ func TestWorkerKilledMidTaskCompletesOnce(t *testing.T) {
 		t.Fatalf("the kill came after the burst: %d of %d recorded, %d attempts running", atKill, len(keys), attemptsInterrupted)
 	}
 	if !slices.Contains(interrupted, hungTask) {
-		t.Fatalf("the hanging email task %s was not running at the kill: %v", hungTask, interrupted)
+		t.Fatalf("the attempt whose link hangs, %s, was not running at the kill: %v", hungTask, interrupted)
 	}
 	for _, m := range e.resend.Emails() {
 		if m.To[0] == loginV {

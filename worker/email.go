@@ -31,11 +31,38 @@ func (h *Handlers) Email(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return h.reject(ctx, t, "", err)
 	}
+	d, err := h.deliver(ctx, t.Type(), p, lastTry(ctx))
+	if err != nil {
+		return h.classify(ctx, t, "", err)
+	}
+	if d.refused != nil {
+		return h.reject(ctx, t, d.refusedCompany, d.refused)
+	}
+	if d.permanent != nil {
+		return h.reject(ctx, t, "", d.permanent)
+	}
+	h.logger(ctx).Info("mail handled", slog.Int64("mail_id", p.MailID), slog.String("status", string(d.result)))
+	return nil
+}
+
+// delivery is what one try at an outbox mail came to.
+type delivery struct {
+	result postgres.MailStatus
+	// permanent is a failure that marked the mail failed; refused, a task
+	// that names a mail of another kind (of refusedCompany).
+	permanent, refused error
+	refusedCompany     string
+}
+
+// deliver tries one outbox mail under its row lock. last says whether a
+// passing failure may end the mail (its task's final try); such a failure
+// otherwise rolls back and is returned, the mail still pending.
+func (h *Handlers) deliver(ctx context.Context, typ string, p tasks.Email, last bool) (delivery, error) {
 	now := h.now()
 	var permanent, refused error
 	var refusedCompany string
 	var result postgres.MailStatus
-	err = h.store.WithTx(ctx, func(tx *postgres.Tx) error {
+	err := h.store.WithTx(ctx, func(tx *postgres.Tx) error {
 		m, err := tx.LockMail(ctx, p.MailID)
 		if err != nil {
 			return err
@@ -44,7 +71,7 @@ func (h *Handlers) Email(ctx context.Context, t *asynq.Task) error {
 			result = m.Status
 			return nil
 		}
-		if err := taskMatchesMail(t.Type(), m, p); err != nil {
+		if err := taskMatchesMail(typ, m, p); err != nil {
 			refused, refusedCompany = err, m.CompanyID
 			return nil
 		}
@@ -101,7 +128,7 @@ func (h *Handlers) Email(ctx context.Context, t *asynq.Task) error {
 		}
 		providerID, err := h.sender.Send(ctx, msg)
 		if err != nil {
-			if !mail.IsPermanent(err) && !lastTry(ctx) {
+			if !mail.IsPermanent(err) && !last {
 				return err // rolls back: the mail stays pending for the retry
 			}
 			permanent = err
@@ -125,17 +152,7 @@ func (h *Handlers) Email(ctx context.Context, t *asynq.Task) error {
 			Detail: map[string]any{"mail_id": m.ID, "mail_kind": string(m.Kind), "recipient_account_id": m.RecipientAccountID, "provider_id": providerID},
 		})
 	})
-	if err != nil {
-		return h.classify(ctx, t, "", err)
-	}
-	if refused != nil {
-		return h.reject(ctx, t, refusedCompany, refused)
-	}
-	if permanent != nil {
-		return h.reject(ctx, t, "", permanent)
-	}
-	h.logger(ctx).Info("mail handled", slog.Int64("mail_id", p.MailID), slog.String("status", string(result)))
-	return nil
+	return delivery{result: result, permanent: permanent, refused: refused, refusedCompany: refusedCompany}, err
 }
 
 // lastTry reports whether this is the task's final allowed run, after

@@ -13,12 +13,17 @@ import (
 	"github.com/dormancy/dormancy/worker"
 )
 
-// pendingEmail runs an attempt that locks an email-ID account and returns
-// its queued verification email task, removed from the queue.
+// pendingEmail runs an attempt that locks an email-ID account, with Resend
+// failing the attempt's own try at the link, and returns the verification
+// email task left to deliver it, removed from the queue.
 func (b *testBundle) pendingEmail(t *testing.T) (*asynq.Task, int64) {
 	t.Helper()
 	login, id := b.account(t, accountOpts{lastLogin: 100 * day})
+	b.resend.FailNext(1, 500, nil)
 	b.run(t, b.attempt(t, b.company, login, policy.MethodPassword))
+	if got := b.count(t, `SELECT count(*) FROM mails WHERE account_id = $1 AND status = 'pending'`, id); got != 1 {
+		t.Fatalf("pending mails after a failed first try = %d, want 1", got)
+	}
 	infos, err := b.inspect.ListPendingTasks(tasks.QueueDefault)
 	if err != nil || len(infos) != 1 {
 		t.Fatalf("pending email tasks: %d, %v", len(infos), err)
@@ -92,6 +97,7 @@ func TestResendHangIsRetryable(t *testing.T) {
 func TestSupersededEmailIsDroppedNotSent(t *testing.T) {
 	b := setup(t)
 	login, id := b.account(t, accountOpts{lastLogin: 100 * day})
+	b.resend.FailNext(1, 500, nil) // the link's own first try fails: it is left to its task
 	b.run(t, b.attempt(t, b.company, login, policy.MethodPassword))
 	infos, _ := b.inspect.ListPendingTasks(tasks.QueueDefault)
 	first := asynq.NewTask(infos[0].Type, infos[0].Payload)

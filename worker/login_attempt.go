@@ -128,7 +128,34 @@ func (h *Handlers) LoginAttempt(ctx context.Context, t *asynq.Task) error {
 		attrs = append(attrs, slog.String("transition", string(decision.Transition)))
 	}
 	h.logger(ctx).Info("login attempt recorded", attrs...)
-	return h.enqueue(ctx, out)
+	if err := h.enqueue(ctx, out); err != nil {
+		return err
+	}
+	h.sendNow(ctx, out)
+	return nil
+}
+
+// sendNow delivers the verification links this attempt wrote at once,
+// rather than when their tasks are picked up: the person is at the login
+// page, waiting for the link. Each mail's task is queued first, so that a
+// crash or a failure here leaves the same link to that task, which finds
+// the mail sent when this got through (the mail's row lock orders the
+// two, and Resend's idempotency key covers a send whose commit was lost).
+func (h *Handlers) sendNow(ctx context.Context, out []outgoing) {
+	for _, o := range out {
+		if o.typ != tasks.TypeEmailVerification || o.after > 0 {
+			continue
+		}
+		d, err := h.deliver(ctx, o.typ, o.email, false)
+		switch {
+		case err != nil:
+			h.logger(ctx).Debug("verification mail left to its task", slog.Int64("mail_id", o.email.MailID), slog.String("error", err.Error()))
+		case d.permanent != nil:
+			h.logger(ctx).Error("mail failed", slog.Int64("mail_id", o.email.MailID), slog.String("reason", d.permanent.Error()))
+		default:
+			h.logger(ctx).Info("mail handled", slog.Int64("mail_id", o.email.MailID), slog.String("status", string(d.result)))
+		}
+	}
 }
 
 // issueVerification creates a live token superseding any other and, for a
@@ -211,9 +238,6 @@ func (h *Handlers) taskExists(queue, id string) (bool, error) {
 	return false, fmt.Errorf("worker: look up task %s: %w", id, err)
 }
 
-// enqueue hands committed outbox mail to the queue. A failure here is
-// retryable: the task runs again, finds its attempt recorded, and queues
-// what is still pending.
 // enqueueNotices queues notice mails written to the outbox.
 func (h *Handlers) enqueueNotices(ctx context.Context, ids []int64) error {
 	out := make([]outgoing, len(ids))
@@ -223,6 +247,9 @@ func (h *Handlers) enqueueNotices(ctx context.Context, ids []int64) error {
 	return h.enqueue(ctx, out)
 }
 
+// enqueue hands committed outbox mail to the queue. A failure here is
+// retryable: the task runs again, finds its attempt recorded, and queues
+// what is still pending.
 func (h *Handlers) enqueue(ctx context.Context, out []outgoing) error {
 	for _, o := range out {
 		t, err := tasks.NewEmailTask(o.typ, o.email)

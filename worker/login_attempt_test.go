@@ -26,6 +26,11 @@ func TestEmailIDDormantLocksSendsOneLinkAndRedeems(t *testing.T) {
 	if got := b.count(t, `SELECT count(*) FROM verification_tokens WHERE account_id = $1 AND length(token_hash) = 32`, id); got != 1 {
 		t.Fatalf("tokens = %d, want 1", got)
 	}
+	// The link goes out within the attempt's own task; the mail's task,
+	// queued first in case that failed, then finds it sent.
+	if got := len(b.emailsTo(login)); got != 1 {
+		t.Fatalf("emails to owner when the attempt's task returns = %d, want 1", got)
+	}
 	if n := b.drain(t); n != 1 {
 		t.Fatalf("ran %d email tasks, want 1", n)
 	}
@@ -342,12 +347,14 @@ func TestManyAttemptsOnOneAccount(t *testing.T) {
 	}
 }
 
-// The worker died after committing an attempt and before queueing its
-// mail: the redelivered task sends the mail, with a fresh link.
+// The worker died after committing an attempt and before sending or
+// queueing its mail: the redelivered task sends the mail, with a fresh
+// link.
 func TestRedeliveryAfterLostEnqueueSendsTheMail(t *testing.T) {
 	b := setup(t)
 	login, id := b.account(t, accountOpts{lastLogin: 100 * day})
 	task := b.attempt(t, b.company, login, policy.MethodPassword)
+	b.resend.FailNext(1, 500, nil)
 	b.run(t, task)
 	// Lose the queued email, as if the process died before enqueueing.
 	if n, err := b.inspect.DeleteAllPendingTasks(tasks.QueueDefault); err != nil || n != 1 {
