@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/dormancy/dormancy/cluster"
 	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/postgres"
 	"github.com/dormancy/dormancy/tasks"
@@ -91,6 +92,12 @@ func toAPIError(err error) *apiError {
 		return errForbidden("the acting account may not do this")
 	case errors.Is(err, policy.ErrNotFound):
 		return errNotFound("not found")
+	case errors.Is(err, cluster.ErrNotReplicated):
+		// The master holds the task; a failover before a replica has it
+		// could lose it. The request is idempotent, so repeating it is the
+		// remedy, and it waits for the replicas again.
+		return &apiError{Status: http.StatusServiceUnavailable, Code: codeUnavailable,
+			Message: "the task was queued but too few Redis replicas confirmed it in time; repeat the request (it is idempotent)"}
 	case postgres.Unavailable(err):
 		return &apiError{Status: http.StatusServiceUnavailable, Code: codeUnavailable,
 			Message: "a store dormancy depends on could not be reached; try again later"}
