@@ -29,9 +29,15 @@ var midnight = time.Date(2026, 11, 26, 15, 0, 0, 0, time.UTC)
 // worker returns the worker's task routing on the bundle's store and clock.
 func (b *testBundle) worker(t *testing.T) *asynq.ServeMux {
 	t.Helper()
+	return b.workerSending(t, mail.NewDev(slog.New(slog.NewJSONHandler(io.Discard, nil))))
+}
+
+// workerSending is worker with its mail handed to sender.
+func (b *testBundle) workerSending(t *testing.T, sender worker.Sender) *asynq.ServeMux {
+	t.Helper()
 	discard := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	h := worker.NewHandlers(worker.Config{TokenSecret: testenv.TokenSecret,
-		Redis: testenv.RedisOpt(), Store: b.store, Sender: mail.NewDev(discard),
+		Redis: testenv.RedisOpt(), Store: b.store, Sender: sender,
 		Links: worker.Links{Base: mustURL("https://platform.example.com/")}, Logger: discard, Now: b.clock.Now,
 	})
 	t.Cleanup(h.Close)

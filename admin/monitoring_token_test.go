@@ -6,16 +6,25 @@ import (
 	"testing"
 
 	"github.com/dormancy/dormancy/internal/testenv"
+	"github.com/dormancy/dormancy/mail"
+	"github.com/dormancy/dormancy/mail/resendtest"
 	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/tasks"
 )
 
 // What Asynqmon shows of a pending verification email holds the ids of its
 // mail and token, never the link's token, which the worker derives when it
-// renders the email.
+// renders the email. (Resend fails the attempt's own try at the link, so
+// that its task is left pending.)
 func TestAsynqmonShowsNoLiveToken(t *testing.T) {
 	b := setup(t)
-	mux := b.worker(t)
+	fake := resendtest.New(t)
+	sender, err := mail.NewResend(mail.ResendConfig{APIKey: "re_test", BaseURL: fake.URL(), From: "dormancy <no-reply@example.com>"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.FailNext(1, 500, nil)
+	mux := b.workerSending(t, sender)
 	login := loginIDOf(t, b, b.a.lockedEmail)
 	w := b.api("POST", "/api/v1/login-attempts", `{"company_id":"`+b.a.id+`","login_id":"`+login+`","method":"password"}`, 0)
 	if w.Code != http.StatusOK {

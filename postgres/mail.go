@@ -124,9 +124,8 @@ func (t *Tx) PendingMailsOfAttempt(ctx context.Context, attemptID int64) ([]Pend
 	return ms, nil
 }
 
-// SetMailToken points a pending verification mail at a new token. The
-// token's plain text exists only in the task that sends the mail, so a mail
-// whose task was lost gets a fresh token rather than the lost one.
+// SetMailToken points a pending verification mail at a new token, for a
+// mail whose link can no longer be rebuilt from its token's seed.
 func (t *Tx) SetMailToken(ctx context.Context, mailID, tokenID int64) error {
 	_, err := t.tx.NewRaw(`UPDATE mails SET token_id = ? WHERE id = ? AND status = ?`, tokenID, mailID, MailPending).Exec(ctx)
 	if err != nil {

@@ -197,8 +197,8 @@ func taskMatchesMail(typ string, m postgres.Mail, p tasks.Email) error {
 }
 
 // staleTask reports a verification task whose link the mail no longer
-// carries: a redelivered attempt gave the mail a fresh link and a task of
-// its own, which sends it. The stale task does nothing and is not an error.
+// carries: the mail was given a fresh link (its old one could not be
+// rebuilt) and a task of its own, which sends it. The stale task does nothing and is not an error.
 // (A token deleted by the purge leaves no id to compare; dropReason drops
 // such a mail.)
 func staleTask(m postgres.Mail, p tasks.Email) bool {
@@ -233,13 +233,22 @@ func (h *Handlers) dropReason(ctx context.Context, tx *postgres.Tx, m postgres.M
 		}
 		return "", p.Token, nil
 	}
-	token, hash := policy.DeriveToken(h.secret, seed)
-	if seed == nil || hash != stored {
-		// Issued under another secret (VERIFICATION_SECRET changed) or
-		// before seeds with its task lost: the link cannot be rebuilt.
+	token, ok := h.derive(seed, stored)
+	if !ok {
 		return "link cannot be derived", "", nil
 	}
 	return "", token, nil
+}
+
+// derive rebuilds a link's token from its seed. It cannot for a token
+// issued under another secret (VERIFICATION_SECRET changed) or before
+// seeds.
+func (h *Handlers) derive(seed []byte, stored policy.TokenHash) (string, bool) {
+	if seed == nil {
+		return "", false
+	}
+	token, hash := policy.DeriveToken(h.secret, seed)
+	return token, hash == stored
 }
 
 // render turns an outbox row into a message in the company's locale.

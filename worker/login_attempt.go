@@ -128,34 +128,36 @@ func (h *Handlers) LoginAttempt(ctx context.Context, t *asynq.Task) error {
 		attrs = append(attrs, slog.String("transition", string(decision.Transition)))
 	}
 	h.logger(ctx).Info("login attempt recorded", attrs...)
-	if err := h.enqueue(ctx, out); err != nil {
-		return err
-	}
-	h.sendNow(ctx, out)
-	return nil
+	return h.enqueue(ctx, h.sendNow(ctx, out))
 }
 
 // sendNow delivers the verification links this attempt wrote at once,
-// rather than when their tasks are picked up: the person is at the login
-// page, waiting for the link. Each mail's task is queued first, so that a
-// crash or a failure here leaves the same link to that task, which finds
-// the mail sent when this got through (the mail's row lock orders the
-// two, and Resend's idempotency key covers a send whose commit was lost).
-func (h *Handlers) sendNow(ctx context.Context, out []outgoing) {
+// rather than one queue hop later: the person is at the login page,
+// waiting for the link. It returns the mail still to be queued: the other
+// kinds, and a link whose delivery failed here, which its task retries
+// with the same link (a send whose commit was lost is covered by Resend's
+// idempotency key). A crash before the link is sent leaves the attempt's
+// task unfinished; its redelivery finds the mail pending and sends the
+// same link (requeueAttemptMail).
+func (h *Handlers) sendNow(ctx context.Context, out []outgoing) []outgoing {
+	rest := out[:0:0]
 	for _, o := range out {
 		if o.typ != tasks.TypeEmailVerification || o.after > 0 {
+			rest = append(rest, o)
 			continue
 		}
 		d, err := h.deliver(ctx, o.typ, o.email, false)
 		switch {
 		case err != nil:
 			h.logger(ctx).Debug("verification mail left to its task", slog.Int64("mail_id", o.email.MailID), slog.String("error", err.Error()))
+			rest = append(rest, o)
 		case d.permanent != nil:
 			h.logger(ctx).Error("mail failed", slog.Int64("mail_id", o.email.MailID), slog.String("reason", d.permanent.Error()))
 		default:
 			h.logger(ctx).Info("mail handled", slog.Int64("mail_id", o.email.MailID), slog.String("status", string(d.result)))
 		}
 	}
+	return rest
 }
 
 // issueVerification creates a live token superseding any other and, for a
@@ -195,10 +197,12 @@ func (h *Handlers) issueVerification(ctx context.Context, tx *postgres.Tx, e pol
 	return outgoing{typ: tasks.TypeEmailVerification, email: tasks.Email{MailID: mailID, TokenID: tokenID}}, err
 }
 
-// requeueAttemptMail hands an attempt's pending mails to the queue again.
-// An alert is simply queued again (its task ID makes that harmless). A
-// verification mail's token exists only in its task, so when that task is
-// gone the mail gets a fresh token; when it is still queued, nothing is done.
+// requeueAttemptMail hands an attempt's pending mails to the queue again;
+// their task IDs make queueing one that is still queued harmless. A
+// verification mail whose link is still live is sent with that same link,
+// rebuilt from its token's seed, so a person whose first email did arrive
+// keeps a working link; one whose link cannot be (expired, or issued
+// under another secret) gets a fresh link.
 func (h *Handlers) requeueAttemptMail(ctx context.Context, tx *postgres.Tx, e policy.Employee, pol policy.Policy, attemptID int64) ([]outgoing, error) {
 	pending, err := tx.PendingMailsOfAttempt(ctx, attemptID)
 	if err != nil {
@@ -208,11 +212,12 @@ func (h *Handlers) requeueAttemptMail(ctx context.Context, tx *postgres.Tx, e po
 	for _, m := range pending {
 		switch m.Kind {
 		case postgres.MailVerification:
-			queued, err := h.taskExists(tasks.QueueDefault, "mail:"+strconv.FormatInt(m.ID, 10)+":"+strconv.FormatInt(m.TokenID, 10))
+			seed, stored, live, err := tx.LiveTokenSeed(ctx, m.TokenID, h.now())
 			if err != nil {
 				return nil, err
 			}
-			if queued {
+			if _, ok := h.derive(seed, stored); live && ok {
+				out = append(out, outgoing{typ: tasks.TypeEmailVerification, email: tasks.Email{MailID: m.ID, TokenID: m.TokenID}})
 				continue
 			}
 			o, err := h.issueVerification(ctx, tx, e, pol, attemptID, m.ID, "")
@@ -225,17 +230,6 @@ func (h *Handlers) requeueAttemptMail(ctx context.Context, tx *postgres.Tx, e po
 		}
 	}
 	return out, nil
-}
-
-func (h *Handlers) taskExists(queue, id string) (bool, error) {
-	_, err := h.inspector.GetTaskInfo(queue, id)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
-		return false, nil
-	}
-	return false, fmt.Errorf("worker: look up task %s: %w", id, err)
 }
 
 // enqueueNotices queues notice mails written to the outbox.

@@ -359,10 +359,10 @@ func (h *Handlers) PrelockWarnings(ctx context.Context, t *asynq.Task) error {
 //
 // An alert or a notice is simply enqueued again; its task ID is the mail's,
 // so a task still queued or retrying makes that a no-op. A verification
-// mail goes through the same path as a redelivered login attempt: left
-// alone while its task exists, otherwise given a fresh link (only the
-// link's hash is stored). A verification mail whose link died meanwhile is
-// dropped instead, so that it does not supersede a newer email's link.
+// mail goes through the same path as a redelivered login attempt: queued
+// again with its link, rebuilt from the token's seed. A verification mail
+// whose link died meanwhile is dropped instead, so that it does not
+// supersede a newer email's link.
 func (h *Handlers) RequeueMail(ctx context.Context, t *asynq.Task) error {
 	return h.maintenance(ctx, t, func(ctx context.Context, p tasks.Maintenance) (int, error) {
 		now := h.now()
@@ -432,8 +432,7 @@ func (h *Handlers) requeueStale(ctx context.Context, ms []postgres.StaleMail) er
 			if err != nil {
 				return fmt.Errorf("requeue mails of attempt %d: %w", m.AttemptID, err)
 			}
-			// Queue each attempt's mail as soon as its transaction commits:
-			// a fresh link exists only in its task.
+			// Queue each attempt's mail as soon as its transaction commits.
 			if err := h.enqueue(ctx, more); err != nil {
 				return err
 			}
