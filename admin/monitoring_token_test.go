@@ -23,7 +23,7 @@ func TestAsynqmonShowsNoLiveToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fake.FailNext(1, 500, nil)
+	fake.FailNext(1, 422, nil)
 	mux := b.workerSending(t, sender)
 	login := loginIDOf(t, b, b.a.lockedEmail)
 	w := b.api("POST", "/api/v1/login-attempts", `{"company_id":"`+b.a.id+`","login_id":"`+login+`","method":"password"}`, 0)

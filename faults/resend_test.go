@@ -20,7 +20,10 @@ const retryAfter = 7 * time.Second
 // may succeed later is retried (429 after the time Resend asked for, 5xx,
 // a request that hangs past the client's timeout) and delivered exactly
 // once; what never will (422) is not retried, and the mail, its link and
-// the task are closed with the reason on record.
+// the task are closed with the reason on record. The first try is the
+// attempt's task's own, right after its commit; a failure there counts as
+// the link's first, logged as "mail send failed", except a refusal, which
+// the link's task meets again and records.
 func TestResendFailuresThroughTheWorker(t *testing.T) {
 	type outcome struct {
 		requests  int  // requests Resend saw
@@ -44,8 +47,8 @@ func TestResendFailuresThroughTheWorker(t *testing.T) {
 			outcome{requests: 2, delivered: true, failures: 1}, retryAfter, "HTTP 429"},
 		{"500 twice", func(e *env) { e.resend.FailNext(2, 500, nil) },
 			outcome{requests: 3, delivered: true, failures: 2}, 0, "HTTP 500"},
-		{"422", func(e *env) { e.resend.FailNext(1, 422, nil) },
-			outcome{requests: 1, failures: 1, permanent: true}, 0, "HTTP 422 validation_error"},
+		{"422", func(e *env) { e.resend.FailNext(2, 422, nil) },
+			outcome{requests: 2, failures: 1, permanent: true}, 0, "HTTP 422 validation_error"},
 		{"hang past the timeout", func(e *env) { e.resend.HangNext(1) },
 			outcome{requests: 2, delivered: true, failures: 1}, resendTimeout, "exceeded"}, // Client.Timeout or the context's deadline, whichever fires first
 	}
@@ -126,6 +129,13 @@ func TestResendFailuresThroughTheWorker(t *testing.T) {
 				msg, field, other = "task rejected", "reason", "task failed"
 			}
 			failed := w.Lines(msg)
+			if c.want.permanent {
+				if first := w.Lines("mail send failed"); len(first) != 0 {
+					t.Errorf("a refusal logged as a failure to retry: %v", first)
+				}
+			} else {
+				failed = append(w.Lines("mail send failed"), failed...)
+			}
 			if len(failed) != c.want.failures {
 				t.Fatalf("%d %q lines logged, want %d: %v", len(failed), msg, c.want.failures, failed)
 			}

@@ -242,7 +242,7 @@ func TestBadEmailTasksAreRefusedAndChangeNothing(t *testing.T) {
 	_, r := b.account(t, accountOpts{lastLogin: day})
 	b.recipients(t, b.company, r)
 	login, _ := b.account(t, accountOpts{lastLogin: 120 * day})
-	b.resend.FailNext(1, 500, nil) // the link's own first try fails: it is left to its task
+	b.resend.FailNext(1, 422, nil) // Resend refuses the link's first try: it is left to its task
 	b.run(t, b.attempt(t, b.company, login, policy.MethodPassword))
 	pending, err := b.inspect.ListPendingTasks(tasks.QueueDefault)
 	if err != nil || len(pending) != 2 {

@@ -31,7 +31,11 @@ func (h *Handlers) Email(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return h.reject(ctx, t, "", err)
 	}
-	d, err := h.deliver(ctx, t.Type(), p, lastTry(ctx))
+	try := taskTry
+	if lastTry(ctx) {
+		try = lastTaskTry
+	}
+	d, err := h.deliver(ctx, t.Type(), p, try)
 	if err != nil {
 		return h.classify(ctx, t, "", err)
 	}
@@ -54,10 +58,23 @@ type delivery struct {
 	refusedCompany     string
 }
 
-// deliver tries one outbox mail under its row lock. last says whether a
-// passing failure may end the mail (its task's final try); such a failure
-// otherwise rolls back and is returned, the mail still pending.
-func (h *Handlers) deliver(ctx context.Context, typ string, p tasks.Email, last bool) (delivery, error) {
+// try says what a failed send may conclude.
+type try int
+
+const (
+	// firstTry is the attempt's own try at its link: any failure is
+	// returned, the mail still pending, for its task to retry or refuse.
+	firstTry try = iota
+	// taskTry is a task's try before its last: a failure Resend will
+	// never accept ends the mail.
+	taskTry
+	// lastTaskTry is a task's final try: any failure ends the mail.
+	lastTaskTry
+)
+
+// deliver tries one outbox mail under its row lock. A failure the try may
+// not conclude rolls back and is returned, the mail still pending.
+func (h *Handlers) deliver(ctx context.Context, typ string, p tasks.Email, try try) (delivery, error) {
 	now := h.now()
 	var permanent, refused error
 	var refusedCompany string
@@ -128,7 +145,7 @@ func (h *Handlers) deliver(ctx context.Context, typ string, p tasks.Email, last 
 		}
 		providerID, err := h.sender.Send(ctx, msg)
 		if err != nil {
-			if !mail.IsPermanent(err) && !last {
+			if try == firstTry || !mail.IsPermanent(err) && try != lastTaskTry {
 				return err // rolls back: the mail stays pending for the retry
 			}
 			permanent = err

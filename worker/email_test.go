@@ -14,12 +14,12 @@ import (
 )
 
 // pendingEmail runs an attempt that locks an email-ID account, with Resend
-// failing the attempt's own try at the link, and returns the verification
-// email task left to deliver it, removed from the queue.
+// refusing (422) the attempt's own try at the link, which leaves the link
+// to its task at once, and returns that task, removed from the queue.
 func (b *testBundle) pendingEmail(t *testing.T) (*asynq.Task, int64) {
 	t.Helper()
 	login, id := b.account(t, accountOpts{lastLogin: 100 * day})
-	b.resend.FailNext(1, 500, nil)
+	b.resend.FailNext(1, 422, nil)
 	b.run(t, b.attempt(t, b.company, login, policy.MethodPassword))
 	if got := b.count(t, `SELECT count(*) FROM mails WHERE account_id = $1 AND status = 'pending'`, id); got != 1 {
 		t.Fatalf("pending mails after a failed first try = %d, want 1", got)
@@ -97,7 +97,7 @@ func TestResendHangIsRetryable(t *testing.T) {
 func TestSupersededEmailIsDroppedNotSent(t *testing.T) {
 	b := setup(t)
 	login, id := b.account(t, accountOpts{lastLogin: 100 * day})
-	b.resend.FailNext(1, 500, nil) // the link's own first try fails: it is left to its task
+	b.resend.FailNext(1, 422, nil) // Resend refuses the link's first try: it is left to its task
 	b.run(t, b.attempt(t, b.company, login, policy.MethodPassword))
 	infos, _ := b.inspect.ListPendingTasks(tasks.QueueDefault)
 	first := asynq.NewTask(infos[0].Type, infos[0].Payload)
@@ -167,5 +167,34 @@ func TestRetryBackoffPerTaskType(t *testing.T) {
 		if _, err := worker.ParseTypeBackoffs(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// A link whose send by its attempt's task fails in a way that may pass
+// counts that as its first try: its task is scheduled after Resend's
+// Retry-After rather than run at once, and sends the same link.
+func TestLinkFailingInItsAttemptWaitsForRetryAfter(t *testing.T) {
+	b := setup(t)
+	login, id := b.account(t, accountOpts{lastLogin: 100 * day})
+	b.resend.FailNext(1, 429, map[string]string{"retry-after": "7"})
+	before := time.Now()
+	b.run(t, b.attempt(t, b.company, login, policy.MethodPassword))
+	if pending, err := b.inspect.ListPendingTasks(tasks.QueueDefault); err != nil || len(pending) != 0 {
+		t.Fatalf("pending email tasks: %d, %v; want none before the Retry-After", len(pending), err)
+	}
+	scheduled, err := b.inspect.ListScheduledTasks(tasks.QueueDefault)
+	if err != nil || len(scheduled) != 1 || scheduled[0].Type != tasks.TypeEmailVerification {
+		t.Fatalf("scheduled email tasks: %v, %v; want the verification", scheduled, err)
+	}
+	if at := scheduled[0].NextProcessAt; at.Before(before.Add(7*time.Second - time.Second)) {
+		t.Errorf("retry at %v, %v after the attempt; want Resend's 7 s", at, at.Sub(before))
+	}
+	b.run(t, asynq.NewTask(scheduled[0].Type, scheduled[0].Payload))
+	emails := b.emailsTo(login)
+	if len(emails) != 1 || b.resend.Requests() != 2 {
+		t.Fatalf("emails = %d after %d requests, want 1 after 2", len(emails), b.resend.Requests())
+	}
+	if got := b.count(t, `SELECT count(*) FROM verification_tokens WHERE account_id = $1`, id); got != 1 {
+		t.Errorf("tokens = %d, want 1: the retry sends the same link", got)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/dormancy/dormancy/device"
+	"github.com/dormancy/dormancy/mail"
 	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/postgres"
 	"github.com/dormancy/dormancy/tasks"
@@ -134,11 +135,13 @@ func (h *Handlers) LoginAttempt(ctx context.Context, t *asynq.Task) error {
 // sendNow delivers the verification links this attempt wrote at once,
 // rather than one queue hop later: the person is at the login page,
 // waiting for the link. It returns the mail still to be queued: the other
-// kinds, and a link whose delivery failed here, which its task retries
-// with the same link (a send whose commit was lost is covered by Resend's
-// idempotency key). A crash before the link is sent leaves the attempt's
-// task unfinished; its redelivery finds the mail pending and sends the
-// same link (requeueAttemptMail).
+// kinds, and a link whose send failed here. That try counts as the mail's
+// first: a failure that may pass is logged like a task's and the task
+// waits the backoff (or Resend's Retry-After) before its retry; one Resend
+// will never accept is left to the task at once, which refuses it with the
+// reason on record, as for any mail. A crash before the link is sent
+// leaves the attempt's task unfinished; its redelivery finds the mail
+// pending and sends the same link (requeueAttemptMail).
 func (h *Handlers) sendNow(ctx context.Context, out []outgoing) []outgoing {
 	rest := out[:0:0]
 	for _, o := range out {
@@ -146,10 +149,19 @@ func (h *Handlers) sendNow(ctx context.Context, out []outgoing) []outgoing {
 			rest = append(rest, o)
 			continue
 		}
-		d, err := h.deliver(ctx, o.typ, o.email, false)
+		d, err := h.deliver(ctx, o.typ, o.email, firstTry)
 		switch {
+		case err != nil && mail.IsPermanent(err):
+			h.logger(ctx).Debug("verification mail refused, left to its task", slog.Int64("mail_id", o.email.MailID), slog.String("error", err.Error()))
+			rest = append(rest, o)
 		case err != nil:
-			h.logger(ctx).Debug("verification mail left to its task", slog.Int64("mail_id", o.email.MailID), slog.String("error", err.Error()))
+			t, terr := tasks.NewEmailTask(o.typ, o.email)
+			if terr != nil {
+				return append(rest, o)
+			}
+			o.after = h.retry.Delay(0, err, t)
+			h.logger(ctx).Warn("mail send failed", slog.Int64("mail_id", o.email.MailID),
+				slog.String("error", err.Error()), slog.Duration("retry_in", o.after))
 			rest = append(rest, o)
 		case d.permanent != nil:
 			h.logger(ctx).Error("mail failed", slog.Int64("mail_id", o.email.MailID), slog.String("reason", d.permanent.Error()))

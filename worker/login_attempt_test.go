@@ -354,7 +354,7 @@ func TestRedeliveryAfterLostEnqueueSendsTheMail(t *testing.T) {
 	b := setup(t)
 	login, id := b.account(t, accountOpts{lastLogin: 100 * day})
 	task := b.attempt(t, b.company, login, policy.MethodPassword)
-	b.resend.FailNext(1, 500, nil)
+	b.resend.FailNext(1, 422, nil)
 	b.run(t, task)
 	// Lose the queued email, as if the process died before enqueueing.
 	if n, err := b.inspect.DeleteAllPendingTasks(tasks.QueueDefault); err != nil || n != 1 {

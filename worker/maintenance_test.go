@@ -393,7 +393,7 @@ func TestRequeueMailSendsWhatWasLostOnce(t *testing.T) {
 	if _, err := b.db.Exec(`UPDATE mails SET status = 'dropped', error = 'set aside by a test' WHERE status = 'pending'`); err != nil {
 		t.Fatal(err)
 	}
-	b.resend.FailNext(1, 500, nil) // the link's own first try fails: it is left to its task
+	b.resend.FailNext(1, 422, nil) // Resend refuses the link's first try: it is left to its task
 	b.run(t, b.attempt(t, b.company, login, policy.MethodPassword))
 	b.run(t, unlockTask(t, tasks.AccountUnlock{CompanyID: b.company, ActorAccountID: admin, AccountIDs: []int64{platform}}))
 	if n, err := b.inspect.DeleteAllPendingTasks(tasks.QueueDefault); err != nil || n != 3 {
@@ -433,7 +433,7 @@ func TestRequeueMailSendsWhatWasLostOnce(t *testing.T) {
 	// A lost verification email overtaken by a newer one is dropped, and the
 	// newer link keeps working.
 	login2, id2 := b.account(t, accountOpts{lastLogin: 100 * day})
-	b.resend.FailNext(1, 500, nil)
+	b.resend.FailNext(1, 422, nil)
 	b.run(t, b.attempt(t, b.company, login2, policy.MethodPassword))
 	if _, err := b.inspect.DeleteAllPendingTasks(tasks.QueueDefault); err != nil {
 		t.Fatal(err)

@@ -25,7 +25,7 @@ import (
 func TestNoLiveTokenInRedis(t *testing.T) {
 	b := setup(t)
 	login, id := b.account(t, accountOpts{lastLogin: 100 * day})
-	b.resend.FailNext(1, 500, nil) // the link's own first try fails: it is left to its task
+	b.resend.FailNext(1, 422, nil) // Resend refuses the link's first try: it is left to its task
 	b.run(t, b.attempt(t, b.company, login, policy.MethodPassword))
 
 	var seed []byte
@@ -168,7 +168,7 @@ func TestEmailTaskCarryingItsToken(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			b := setup(t)
 			login, id := b.account(t, accountOpts{lastLogin: 100 * day})
-			b.resend.FailNext(1, 500, nil) // the link's own first try fails: it is left to its task
+			b.resend.FailNext(1, 422, nil) // Resend refuses the link's first try: it is left to its task
 			b.run(t, b.attempt(t, b.company, login, policy.MethodPassword))
 			pending, err := b.inspect.ListPendingTasks(tasks.QueueDefault)
 			if err != nil || len(pending) != 1 {
