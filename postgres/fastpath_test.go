@@ -80,3 +80,41 @@ func TestRecordAllowedLoginsAgreesWithPolicy(t *testing.T) {
 		t.Errorf("attempts recorded = %d, want 3", n)
 	}
 }
+
+// An attempt the batch recorded, delivered again when its account has
+// meanwhile been locked, reaches the one-attempt transaction: that finds
+// it recorded, since both write its time (part of its key) to the same
+// microsecond, whatever finer time the host sent.
+func TestBatchAndTransactionRecordAnAttemptOnce(t *testing.T) {
+	ctx := context.Background()
+	store := testenv.Store(t)
+	company := testenv.UniqueID("fast")
+	if err := store.UpsertCompany(ctx, postgres.CompanyRecord{ID: company}); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 6, 1, 12, 0, 0, 123456789, time.FixedZone("JST", 9*3600))
+	rec := postgres.AccountRecord{CompanyID: company, LoginID: "u@example.com", IDKind: policy.IDKindEmail, Email: "u@example.com",
+		Name: "u", CreatedAt: at.Add(-400 * 24 * time.Hour), LastLoginAt: at.Add(-time.Hour)}
+	if _, err := store.UpsertAccount(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	a := postgres.Attempt{Key: testenv.UniqueID("k"), CompanyID: company, LoginID: rec.LoginID, Method: policy.MethodPassword,
+		UserAgent: "Mozilla/5.0 \"quoted\" \\ 日本語", Device: policy.DevicePC, AttemptedAt: at, DecidedAt: at, RecordedAt: at}
+	if got, err := store.RecordAllowedLogins(ctx, []postgres.Attempt{a}); err != nil || !got[0] {
+		t.Fatalf("batch: %v, %v", got, err)
+	}
+	err := store.WithTx(ctx, func(tx *postgres.Tx) error {
+		_, fresh, err := tx.InsertAttempt(ctx, a)
+		if err == nil && fresh {
+			t.Error("the transaction recorded the attempt the batch had recorded")
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := testenv.DB(t)
+	if n := testenv.Count(t, db, `SELECT count(*) FROM login_attempts WHERE company_id = $1 AND user_agent = $2`, company, a.UserAgent); n != 1 {
+		t.Errorf("attempts recorded with their User-Agent intact = %d, want 1", n)
+	}
+}
