@@ -2,16 +2,22 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
-
-	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/dormancy/dormancy/policy"
 )
 
 // interactiveMethods are the methods policy.Method.Interactive accepts, as
 // the SQL that moves login dates binds them.
+// sqlQuoted lists words as SQL string literals; they are the policy's own
+// constants, never input.
+func sqlQuoted(words []string) string {
+	return "'" + strings.Join(words, "', '") + "'"
+}
+
 var interactiveMethods = func() []string {
 	var out []string
 	for _, m := range policy.Methods {
@@ -38,58 +44,95 @@ var interactiveMethods = func() []string {
 // together.
 // Accounts are locked in id order, so concurrent batches cannot deadlock.
 func (s *Store) RecordAllowedLogins(ctx context.Context, batch []Attempt) ([]bool, error) {
-	n := len(batch)
-	keys, companies, logins, methods := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	ips, uas, devices, reqs := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	ats, decs, recs := make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
+	rows := make([]allowedLoginRow, len(batch))
 	for i, a := range batch {
-		keys[i], companies[i], logins[i], methods[i] = a.Key, a.CompanyID, a.LoginID, string(a.Method)
-		if a.IP.IsValid() {
-			ips[i] = a.IP.String()
+		rows[i] = allowedLoginRow{
+			Key: a.Key, CompanyID: a.CompanyID, LoginID: a.LoginID, Method: string(a.Method),
+			UserAgent: a.UserAgent, Device: string(a.Device), RequestID: a.RequestID,
+			// Microseconds, as Postgres keeps them and as bun writes them
+			// on the one-attempt path: the attempt's key includes its time.
+			AttemptedAt: a.AttemptedAt.Truncate(time.Microsecond), DecidedAt: a.DecidedAt.Truncate(time.Microsecond),
+			RecordedAt: a.RecordedAt.Truncate(time.Microsecond),
 		}
-		uas[i], devices[i], reqs[i], ats[i], decs[i], recs[i] = a.UserAgent, string(a.Device), a.RequestID, a.AttemptedAt, a.DecidedAt, a.RecordedAt
+		if a.IP.IsValid() {
+			rows[i].IP = a.IP.String()
+		}
 	}
-	var handled []string
-	err := s.db.NewRaw(`WITH input AS (
-			SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::timestamptz[], ?::timestamptz[], ?::text[], ?::timestamptz[])
-				AS i(attempt_key, company_id, login_id, method, ip, user_agent, device_kind, attempted_at, decided_at, request_id, recorded_at)
-		), allowed AS (
-			SELECT i.*, a.id AS account_id
-			FROM input i
-			JOIN accounts a ON a.company_id = i.company_id AND a.login_id = i.login_id
-			JOIN companies c ON c.id = a.company_id
-			WHERE a.status = 'active' AND a.lock_state = 'active'
-			  AND (a.exempt OR NOT `+sqlDormant("i.decided_at")+`)
-			ORDER BY a.id
-			FOR UPDATE OF a
-		), ins AS (
-			INSERT INTO login_attempts (attempt_key, company_id, account_id, method, outcome, ip, user_agent,
-				device_kind, attempted_at, decided_at, request_id, recorded_at)
-			SELECT attempt_key, company_id, account_id, method, 'allow', nullif(ip, '')::inet, user_agent,
-				device_kind, attempted_at, decided_at, request_id, recorded_at
-			FROM allowed
-			ON CONFLICT DO NOTHING
-			RETURNING account_id, method, decided_at
-		), moved AS (
-			UPDATE accounts a SET last_login_at = greatest(a.last_login_at, m.at)
-			FROM (SELECT account_id, max(decided_at) AS at FROM ins
-				WHERE method = ANY(?::text[]) GROUP BY account_id) m
-			WHERE a.id = m.account_id
-		)
-		SELECT attempt_key FROM allowed`,
-		pgdialect.Array(keys), pgdialect.Array(companies), pgdialect.Array(logins), pgdialect.Array(methods),
-		pgdialect.Array(ips), pgdialect.Array(uas), pgdialect.Array(devices), pgdialect.Array(ats), pgdialect.Array(decs),
-		pgdialect.Array(reqs), pgdialect.Array(recs), pgdialect.Array(interactiveMethods)).Scan(ctx, &handled)
+	input, err := json.Marshal(rows)
 	if err != nil {
-		return nil, fmt.Errorf("postgres.RecordAllowedLogins(%d attempts): %w", n, err)
+		return nil, fmt.Errorf("postgres.RecordAllowedLogins(%d attempts): %w", len(batch), err)
 	}
-	done := make(map[string]bool, len(handled))
-	for _, k := range handled {
+	stmt, err := s.allowedLogins.get(ctx, s.db.DB, recordAllowedLoginsSQL)
+	if err != nil {
+		return nil, fmt.Errorf("postgres.RecordAllowedLogins(%d attempts): %w", len(batch), err)
+	}
+	res, err := stmt.QueryContext(ctx, string(input))
+	if err != nil {
+		return nil, fmt.Errorf("postgres.RecordAllowedLogins(%d attempts): %w", len(batch), err)
+	}
+	defer res.Close()
+	done := make(map[string]bool, len(batch))
+	for res.Next() {
+		var k string
+		if err := res.Scan(&k); err != nil {
+			return nil, fmt.Errorf("postgres.RecordAllowedLogins(%d attempts): %w", len(batch), err)
+		}
 		done[k] = true
 	}
-	out := make([]bool, n)
+	if err := res.Err(); err != nil {
+		return nil, fmt.Errorf("postgres.RecordAllowedLogins(%d attempts): %w", len(batch), err)
+	}
+	out := make([]bool, len(batch))
 	for i, a := range batch {
 		out[i] = done[a.Key]
 	}
 	return out, nil
 }
+
+// allowedLoginRow is one attempt as recordAllowedLoginsSQL reads it.
+type allowedLoginRow struct {
+	Key         string    `json:"attempt_key"`
+	CompanyID   string    `json:"company_id"`
+	LoginID     string    `json:"login_id"`
+	Method      string    `json:"method"`
+	IP          string    `json:"ip"`
+	UserAgent   string    `json:"user_agent"`
+	Device      string    `json:"device_kind"`
+	AttemptedAt time.Time `json:"attempted_at"`
+	DecidedAt   time.Time `json:"decided_at"`
+	RequestID   string    `json:"request_id"`
+	RecordedAt  time.Time `json:"recorded_at"`
+}
+
+// recordAllowedLoginsSQL takes the batch as one JSON parameter, so that it
+// is a prepared statement: parsed and planned once per connection rather
+// than for every batch, which was as much of the statement's time as
+// running it.
+var recordAllowedLoginsSQL = `WITH input AS (
+		SELECT * FROM jsonb_to_recordset($1::jsonb)
+			AS i(attempt_key text, company_id text, login_id text, method text, ip text, user_agent text, device_kind text,
+				attempted_at timestamptz, decided_at timestamptz, request_id text, recorded_at timestamptz)
+	), allowed AS (
+		SELECT i.*, a.id AS account_id
+		FROM input i
+		JOIN accounts a ON a.company_id = i.company_id AND a.login_id = i.login_id
+		JOIN companies c ON c.id = a.company_id
+		WHERE a.status = 'active' AND a.lock_state = 'active'
+		  AND (a.exempt OR NOT ` + sqlDormant("i.decided_at") + `)
+		ORDER BY a.id
+		FOR UPDATE OF a
+	), ins AS (
+		INSERT INTO login_attempts (attempt_key, company_id, account_id, method, outcome, ip, user_agent,
+			device_kind, attempted_at, decided_at, request_id, recorded_at)
+		SELECT attempt_key, company_id, account_id, method, 'allow', nullif(ip, '')::inet, user_agent,
+			device_kind, attempted_at, decided_at, request_id, recorded_at
+		FROM allowed
+		ON CONFLICT DO NOTHING
+		RETURNING account_id, method, decided_at
+	), moved AS (
+		UPDATE accounts a SET last_login_at = greatest(a.last_login_at, m.at)
+		FROM (SELECT account_id, max(decided_at) AS at FROM ins
+			WHERE method IN (` + sqlQuoted(interactiveMethods) + `) GROUP BY account_id) m
+		WHERE a.id = m.account_id
+	)
+	SELECT attempt_key FROM allowed`

@@ -29,6 +29,9 @@ var ErrNotFound = policy.ErrNotFound
 type Store struct {
 	db        *bun.DB
 	companies *companyCache
+	// allowedLogins is RecordAllowedLogins' statement, shared by copies
+	// of the store.
+	allowedLogins *prepared
 }
 
 // DefaultMaxConns is the connection pool of one process: enough for a
@@ -54,7 +57,7 @@ func Open(ctx context.Context, dsn string, maxConns ...int) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("postgres.Open: %w", err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, allowedLogins: &prepared{}}, nil
 }
 
 // Trace records a span for every statement (bunotel), under the span of
@@ -65,7 +68,10 @@ func (s *Store) Trace() {
 }
 
 // Close releases the connections.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.allowedLogins.close()
+	return s.db.Close()
+}
 
 // Ping reports whether the database answers; /readyz uses it.
 func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
