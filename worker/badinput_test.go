@@ -11,6 +11,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/dormancy/dormancy/internal/testenv"
 	"github.com/dormancy/dormancy/policy"
 	"github.com/dormancy/dormancy/tasks"
 )
@@ -182,7 +183,7 @@ func TestBadLoginAttemptsAreRefusedAndChangeNothing(t *testing.T) {
 
 	typ := tasks.TypeLoginAttempt
 	base := map[string]any{
-		"attempt_key": "bad-input-1", "company_id": b.company, "login_id": login, "method": "password",
+		"attempt_key": testenv.UniqueID("bad-input"), "company_id": b.company, "login_id": login, "method": "password",
 		"ip": "203.0.113.7", "user_agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64)",
 		"at": start.Format(time.RFC3339), "request_id": "req-1",
 	}

@@ -135,13 +135,15 @@ func (h *Handlers) logger(ctx context.Context) *slog.Logger {
 // asynq archives it instead of retrying it forever.
 func (h *Handlers) reject(ctx context.Context, t *asynq.Task, companyID string, cause error) error {
 	id, _ := asynq.GetTaskID(ctx)
-	h.logger(ctx).Error("task rejected", slog.String("reason", cause.Error()))
 	// The company is recorded as the payload named it, real or not: the
 	// audit trail has no foreign keys, so a wrong one cannot lose the event.
+	// It is recorded before the line is logged, so that whoever reads the
+	// line finds the event.
 	err := h.store.Audit(ctx, postgres.Event{
 		Kind: postgres.EventTaskRejected, CompanyID: companyID, OccurredAt: h.now(),
 		Detail: map[string]any{"task_type": t.Type(), "task_id": id, "reason": cause.Error()},
 	})
+	h.logger(ctx).Error("task rejected", slog.String("reason", cause.Error()))
 	if err != nil {
 		h.logger(ctx).Error("task rejection not recorded", slog.String("error", err.Error()))
 	}
