@@ -10,14 +10,14 @@ import (
 	"github.com/dormancy/dormancy/policy"
 )
 
-// interactiveMethods are the methods policy.Method.Interactive accepts, as
-// the SQL that moves login dates binds them.
 // sqlQuoted lists words as SQL string literals; they are the policy's own
 // constants, never input.
 func sqlQuoted(words []string) string {
 	return "'" + strings.Join(words, "', '") + "'"
 }
 
+// interactiveMethods are the methods policy.Method.Interactive accepts, as
+// the SQL that moves login dates names them.
 var interactiveMethods = func() []string {
 	var out []string
 	for _, m := range policy.Methods {
@@ -58,29 +58,32 @@ func (s *Store) RecordAllowedLogins(ctx context.Context, batch []Attempt) ([]boo
 			rows[i].IP = a.IP.String()
 		}
 	}
+	fail := func(err error) ([]bool, error) {
+		return nil, fmt.Errorf("postgres.RecordAllowedLogins(%d attempts): %w", len(batch), err)
+	}
 	input, err := json.Marshal(rows)
 	if err != nil {
-		return nil, fmt.Errorf("postgres.RecordAllowedLogins(%d attempts): %w", len(batch), err)
+		return fail(err)
 	}
 	stmt, err := s.allowedLogins.get(ctx, s.db.DB, recordAllowedLoginsSQL)
 	if err != nil {
-		return nil, fmt.Errorf("postgres.RecordAllowedLogins(%d attempts): %w", len(batch), err)
+		return fail(err)
 	}
 	res, err := stmt.QueryContext(ctx, string(input))
 	if err != nil {
-		return nil, fmt.Errorf("postgres.RecordAllowedLogins(%d attempts): %w", len(batch), err)
+		return fail(err)
 	}
 	defer res.Close()
 	done := make(map[string]bool, len(batch))
 	for res.Next() {
 		var k string
 		if err := res.Scan(&k); err != nil {
-			return nil, fmt.Errorf("postgres.RecordAllowedLogins(%d attempts): %w", len(batch), err)
+			return fail(err)
 		}
 		done[k] = true
 	}
 	if err := res.Err(); err != nil {
-		return nil, fmt.Errorf("postgres.RecordAllowedLogins(%d attempts): %w", len(batch), err)
+		return fail(err)
 	}
 	out := make([]bool, len(batch))
 	for i, a := range batch {

@@ -215,9 +215,9 @@ func taskMatchesMail(typ string, m postgres.Mail, p tasks.Email) error {
 
 // staleTask reports a verification task whose link the mail no longer
 // carries: the mail was given a fresh link (its old one could not be
-// rebuilt) and a task of its own, which sends it. The stale task does nothing and is not an error.
-// (A token deleted by the purge leaves no id to compare; dropReason drops
-// such a mail.)
+// rebuilt) and a task of its own, which sends it. The stale task does
+// nothing and is not an error. (A token deleted by the purge leaves no id
+// to compare; dropReason drops such a mail.)
 func staleTask(m postgres.Mail, p tasks.Email) bool {
 	return m.Kind == postgres.MailVerification && m.TokenID != 0 && p.TokenID != m.TokenID
 }

@@ -155,11 +155,8 @@ func (h *Handlers) sendNow(ctx context.Context, out []outgoing) []outgoing {
 			h.logger(ctx).Debug("verification mail refused, left to its task", slog.Int64("mail_id", o.email.MailID), slog.String("error", err.Error()))
 			rest = append(rest, o)
 		case err != nil:
-			t, terr := tasks.NewEmailTask(o.typ, o.email)
-			if terr != nil {
-				return append(rest, o)
-			}
-			o.after = h.retry.Delay(0, err, t)
+			// The backoff goes by the task's type alone.
+			o.after = h.retry.Delay(0, err, asynq.NewTask(o.typ, nil))
 			h.logger(ctx).Warn("mail send failed", slog.Int64("mail_id", o.email.MailID),
 				slog.String("error", err.Error()), slog.Duration("retry_in", o.after))
 			rest = append(rest, o)
