@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -63,6 +65,45 @@ func (r *employeeRow) scanAccount(rows *sql.Rows) error {
 		&r.CanManageEmployees, &r.Status, &r.Exempt, &r.CreatedAt, &r.LastLoginAt,
 		&r.LockState, &r.LockReason, &r.UnlockedUntil, &r.LockedAt, &r.LapsedUnlockUntil,
 		&r.ExemptReason, &r.ExemptGrantedBy, &r.ExemptUntil)
+}
+
+// accountColumnCount is how many columns accountColumns names.
+var accountColumnCount = strings.Count(accountColumns, ",") + 1
+
+// fromCopy reads one row of accountColumns, in their order, from a COPY
+// text row (eachCopyRow: NULL is empty).
+func (r *employeeRow) fromCopy(f []string) error {
+	if len(f) != accountColumnCount {
+		return errCopyText
+	}
+	var err error
+	if r.ID, err = strconv.ParseInt(f[0], 10, 64); err != nil {
+		return err
+	}
+	r.CompanyID, r.LoginID, r.IDKind, r.Name, r.Department = f[1], f[2], f[3], f[5], f[6]
+	r.Email = sql.NullString{String: f[4], Valid: f[4] != ""}
+	r.CanManageEmployees, r.Status, r.Exempt = f[7] == "t", f[8], f[9] == "t"
+	r.LockState = f[12]
+	r.LockReason = sql.NullString{String: f[13], Valid: f[13] != ""}
+	r.ExemptReason, r.ExemptGrantedBy = f[17], f[18]
+	if r.CreatedAt, err = parseTimestamptz(f[10]); err != nil {
+		return err
+	}
+	for _, t := range []struct {
+		to *sql.NullTime
+		s  string
+	}{{&r.LastLoginAt, f[11]}, {&r.UnlockedUntil, f[14]}, {&r.LockedAt, f[15]}, {&r.LapsedUnlockUntil, f[16]}, {&r.ExemptUntil, f[19]}} {
+		if t.s == "" {
+			*t.to = sql.NullTime{}
+			continue
+		}
+		tm, err := parseTimestamptz(t.s)
+		if err != nil {
+			return err
+		}
+		*t.to = sql.NullTime{Time: tm, Valid: true}
+	}
+	return nil
 }
 
 const companyColumns = `

@@ -12,3 +12,6 @@ const (
 
 // SQLStartOfDate is the SQL twin of policy.StartOfDate, for its test.
 var SQLStartOfDate = sqlStartOfDate
+
+// ReportChunk is how many accounts one COPY of the report reads.
+const ReportChunk = reportChunk

@@ -1,10 +1,14 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/uptrace/bun/driver/pgdriver"
 
 	"github.com/dormancy/dormancy/policy"
 )
@@ -39,26 +43,41 @@ type ReportSummary struct {
 	Alerts  int `json:"alerts"`
 }
 
-// Report reads a company and the summary of its accounts at now, with the
-// events of [since, until). An unknown company is ErrNotFound.
-func (s *Store) Report(ctx context.Context, companyID string, now, since, until time.Time) (policy.Company, ReportSummary, error) {
-	var sum ReportSummary
+// ReportCompany reads the company a report is of. An unknown company is
+// ErrNotFound.
+func (s *Store) ReportCompany(ctx context.Context, companyID string) (policy.Company, error) {
 	var zone []struct {
 		Name, TimeZone string
 		InactivityDays int
 	}
 	if err := s.db.NewRaw(`SELECT name, time_zone, inactivity_days FROM companies WHERE id = ?`, companyID).Scan(ctx, &zone); err != nil {
-		return policy.Company{}, sum, fmt.Errorf("postgres.Report(%q): %w", companyID, err)
+		return policy.Company{}, fmt.Errorf("postgres.ReportCompany(%q): %w", companyID, err)
 	}
 	if len(zone) == 0 {
-		return policy.Company{}, sum, fmt.Errorf("postgres.Report(%q): %w", companyID, ErrNotFound)
+		return policy.Company{}, fmt.Errorf("postgres.ReportCompany(%q): %w", companyID, ErrNotFound)
 	}
 	loc, err := loadLocation(zone[0].TimeZone)
 	if err != nil {
-		return policy.Company{}, sum, fmt.Errorf("postgres.Report(%q): %w", companyID, err)
+		return policy.Company{}, fmt.Errorf("postgres.ReportCompany(%q): %w", companyID, err)
 	}
-	co := policy.Company{ID: companyID, Name: zone[0].Name, Policy: policy.Policy{Location: loc, InactivityPeriod: time.Duration(zone[0].InactivityDays) * 24 * time.Hour}}
+	return policy.Company{ID: companyID, Name: zone[0].Name, Policy: policy.Policy{Location: loc, InactivityPeriod: time.Duration(zone[0].InactivityDays) * 24 * time.Hour}}, nil
+}
 
+// AccountCount is how many accounts the company has: the total a report's
+// progress counts towards, read from the company's index alone.
+func (s *Store) AccountCount(ctx context.Context, companyID string) (int, error) {
+	var n int
+	if err := s.db.NewRaw(`SELECT count(*) FROM accounts WHERE company_id = ?`, companyID).Scan(ctx, &n); err != nil {
+		return 0, fmt.Errorf("postgres.AccountCount(%q): %w", companyID, err)
+	}
+	return n, nil
+}
+
+// ReportSummary counts the company's accounts at now, with the events of
+// [since, until). It reads every account of the company, so only the
+// report that prints the summary asks for it.
+func (s *Store) ReportSummary(ctx context.Context, companyID string, now, since, until time.Time) (ReportSummary, error) {
+	var sum ReportSummary
 	inactive := sqlDormant("?::timestamptz")
 	locked := `(a.lock_state = 'locked' OR ` + sqlUnlockLapsed("?::timestamptz") + `)`
 	q := `SELECT count(*) AS accounts,
@@ -75,10 +94,10 @@ func (s *Store) Report(ctx context.Context, companyID string, now, since, until 
 		args[i] = now
 	}
 	args[len(args)-1] = companyID
-	err = s.db.NewRaw(q, args...).Scan(ctx,
+	err := s.db.NewRaw(q, args...).Scan(ctx,
 		&sum.Accounts, &sum.Inactive, &sum.InactiveLocked, &sum.NotLockedRetired, &sum.NotLockedExempt, &sum.NotLockedUnlocked, &sum.NotLockedPending)
 	if err != nil {
-		return co, sum, fmt.Errorf("postgres.Report(%q): %w", companyID, err)
+		return sum, fmt.Errorf("postgres.ReportSummary(%q): %w", companyID, err)
 	}
 	sum.InactiveNotLocked = sum.Inactive - sum.InactiveLocked
 	var kinds []struct {
@@ -89,7 +108,7 @@ func (s *Store) Report(ctx context.Context, companyID string, now, since, until 
 		WHERE company_id = ? AND occurred_at >= ? AND occurred_at <= ? AND kind IN (?, ?, ?, ?) GROUP BY kind`,
 		companyID, since, until, EventLocked, EventUnlocked, EventRelocked, EventAlertSent).Scan(ctx, &kinds)
 	if err != nil {
-		return co, sum, fmt.Errorf("postgres.Report(%q): %w", companyID, err)
+		return sum, fmt.Errorf("postgres.ReportSummary(%q): %w", companyID, err)
 	}
 	for _, k := range kinds {
 		switch EventKind(k.Kind) {
@@ -103,29 +122,116 @@ func (s *Store) Report(ctx context.Context, companyID string, now, since, until 
 			sum.Alerts = k.N
 		}
 	}
-	return co, sum, nil
+	return sum, nil
 }
 
+// reportChunk is how many accounts one COPY of the report reads: small
+// enough that a chunk is read well inside the driver's read timeout (set
+// once per statement) and held in memory whole, large enough that the
+// statements cost nothing beside the rows.
+//
+// The first chunk is a tenth of that and each next one four times the one
+// before, up to reportChunk: the first rows reach the caller (and a
+// client's first byte leaves) before a whole chunk is read.
+const reportChunk = 10_000
+
 // ReportAccounts calls fn with every account of the company, by login ID,
-// from one streaming query: memory stays flat however many there are.
-func (s *Store) ReportAccounts(ctx context.Context, companyID string, fn func(policy.Employee) error) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+accountColumns+`
-		FROM accounts a WHERE a.company_id = ? ORDER BY a.login_id`, companyID)
-	if err != nil {
-		return fmt.Errorf("postgres.ReportAccounts(%q): %w", companyID, err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var r employeeRow
-		if err := r.scanAccount(rows); err != nil {
-			return fmt.Errorf("postgres.ReportAccounts(%q): %w", companyID, err)
+// a chunk at a time. The chunks are COPYs (text format, read without the
+// driver's per-value conversions, which cost twice what the server spends
+// on a row) walking the login IDs in one read-only snapshot, so the report
+// is of one instant. A goroutine of its own reads the next chunk while
+// this one is parsed and handed to fn, so the server's work, the parsing
+// and fn's overlap; memory holds a few chunks, however many accounts there
+// are. fn may keep the slice.
+func (s *Store) ReportAccounts(ctx context.Context, companyID string, fn func([]policy.Employee) error) error {
+	wrap := func(err error) error { return fmt.Errorf("postgres.ReportAccounts(%q): %w", companyID, err) }
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	raw := make(chan string, 1)
+	var copyErr error // the copier's, read once raw is closed
+	go func() {
+		defer close(raw)
+		copyErr = s.copyAccounts(ctx, companyID, func(chunk string) error {
+			select {
+			case raw <- chunk:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	// stop ends the copier before an early return.
+	stop := func(err error) error {
+		cancel()
+		for range raw {
 		}
-		if err := fn(r.employee()); err != nil {
-			return err
+		return err
+	}
+	for chunk := range raw {
+		employees := make([]policy.Employee, 0, strings.Count(chunk, "\n"))
+		err := eachCopyRow(chunk, accountColumnCount, func(f []string) error {
+			var r employeeRow
+			if err := r.fromCopy(f); err != nil {
+				return err
+			}
+			employees = append(employees, r.employee())
+			return nil
+		})
+		if err != nil {
+			return stop(wrap(err))
+		}
+		if err := fn(employees); err != nil {
+			return stop(err)
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("postgres.ReportAccounts(%q): %w", companyID, err)
+	if copyErr != nil {
+		return wrap(copyErr)
 	}
 	return nil
+}
+
+// copyAccounts hands each chunk of the company's accounts, as COPY text, to
+// fn, until a chunk comes back short.
+func (s *Store) copyAccounts(ctx context.Context, companyID string, fn func(chunk string) error) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	tx, err := conn.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only: nothing to keep
+	var buf bytes.Buffer
+	after := ""
+	for limit := reportChunk / 10; ; limit = min(4*limit, reportChunk) {
+		buf.Reset()
+		res, err := pgdriver.CopyTo(ctx, conn, &buf, `COPY (SELECT `+accountColumns+` FROM accounts a
+			WHERE a.company_id = $1 AND a.login_id > $2 ORDER BY a.login_id LIMIT $3) TO STDOUT`, companyID, after, int64(limit))
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil || n == 0 {
+			return err
+		}
+		chunk := buf.String()
+		// The next chunk starts after this one's last login ID, its
+		// third field.
+		last := chunk[strings.LastIndexByte(chunk[:len(chunk)-1], '\n')+1:]
+		f := strings.SplitN(last, "\t", 4)
+		if len(f) < 4 {
+			return errCopyText
+		}
+		if after, err = unescapeCopy(f[2]); err != nil {
+			return err
+		}
+		if err := fn(chunk); err != nil {
+			return err
+		}
+		if n < int64(limit) {
+			return nil
+		}
+	}
 }

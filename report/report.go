@@ -157,11 +157,21 @@ type Header struct {
 // it holds. An unknown company is postgres.ErrNotFound, before anything is
 // written.
 func Write(ctx context.Context, store *postgres.Store, companyID string, w io.Writer, o Options) (int, error) {
-	co, sum, err := store.Report(ctx, companyID, o.Now, o.Since, o.Until)
+	co, err := store.ReportCompany(ctx, companyID)
 	if err != nil {
 		return 0, err
 	}
-	hold, held, err := store.SweepHoldOf(ctx, companyID)
+	// Only JSON carries the summary, and its counts read every account
+	// once more: CSV asks for the total alone, and only to show progress.
+	var sum postgres.ReportSummary
+	switch {
+	case o.Format == JSON || o.Format == "":
+		sum, err = store.ReportSummary(ctx, companyID, o.Now, o.Since, o.Until)
+	case o.Format != CSV:
+		return 0, fmt.Errorf("report: unknown format %q (want json or csv)", o.Format)
+	case o.Progress != nil:
+		sum.Accounts, err = store.AccountCount(ctx, companyID)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -172,7 +182,7 @@ func Write(ctx context.Context, store *postgres.Store, companyID string, w io.Wr
 	n := 0
 	// each writes every account's row; n counts those written before.
 	each := func(write func(Row) error) error {
-		err := store.ReportAccounts(ctx, companyID, func(e policy.Employee) error {
+		err := stream(ctx, store, companyID, func(e policy.Employee) error {
 			if err := write(RowOf(e, co.Policy, o.Now)); err != nil {
 				return err
 			}
@@ -195,7 +205,11 @@ func Write(ctx context.Context, store *postgres.Store, companyID string, w io.Wr
 		}
 		cw.Flush()
 		return n, cw.Error()
-	case JSON, "":
+	default:
+		hold, held, err := store.SweepHoldOf(ctx, companyID)
+		if err != nil {
+			return 0, err
+		}
 		header := Header{
 			CompanyID: co.ID, CompanyName: co.Name, TimeZone: co.Policy.Location.String(),
 			InactivityDays: int(co.Policy.InactivityPeriod / (24 * time.Hour)),
@@ -230,5 +244,37 @@ func Write(ctx context.Context, store *postgres.Store, companyID string, w io.Wr
 		_, err = io.WriteString(w, "]}\n")
 		return n, err
 	}
-	return 0, fmt.Errorf("report: unknown format %q (want json or csv)", o.Format)
+}
+
+// stream calls fn with every account of the company, in order. A goroutine
+// of its own reads the next chunk of accounts while fn is given this one,
+// so the reading and the policy's reading and formatting use both cores;
+// one chunk waiting between them keeps memory flat.
+func stream(ctx context.Context, store *postgres.Store, companyID string, fn func(policy.Employee) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	chunks := make(chan []policy.Employee, 1)
+	var readErr error // the reader's, read once chunks is closed
+	go func() {
+		defer close(chunks)
+		readErr = store.ReportAccounts(ctx, companyID, func(c []policy.Employee) error {
+			select {
+			case chunks <- c:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	for c := range chunks {
+		for _, e := range c {
+			if err := fn(e); err != nil {
+				cancel()
+				for range chunks { // until the reader has stopped
+				}
+				return err
+			}
+		}
+	}
+	return readErr
 }
