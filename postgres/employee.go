@@ -89,19 +89,18 @@ func (r *employeeRow) fromCopy(f []string) error {
 	if r.CreatedAt, err = parseTimestamptz(f[10]); err != nil {
 		return err
 	}
-	for _, t := range []struct {
-		to *sql.NullTime
-		s  string
-	}{{&r.LastLoginAt, f[11]}, {&r.UnlockedUntil, f[14]}, {&r.LockedAt, f[15]}, {&r.LapsedUnlockUntil, f[16]}, {&r.ExemptUntil, f[19]}} {
-		if t.s == "" {
-			*t.to = sql.NullTime{}
+	for i, to := range [...]*sql.NullTime{11: &r.LastLoginAt, 14: &r.UnlockedUntil, 15: &r.LockedAt, 16: &r.LapsedUnlockUntil, 19: &r.ExemptUntil} {
+		if to == nil {
 			continue
 		}
-		tm, err := parseTimestamptz(t.s)
+		if *to = (sql.NullTime{}); f[i] == "" {
+			continue
+		}
+		tm, err := parseTimestamptz(f[i])
 		if err != nil {
 			return err
 		}
-		*t.to = sql.NullTime{Time: tm, Valid: true}
+		*to = sql.NullTime{Time: tm, Valid: true}
 	}
 	return nil
 }

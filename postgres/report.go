@@ -139,16 +139,18 @@ const reportChunk = 10_000
 // a chunk at a time. The chunks are COPYs (text format, read without the
 // driver's per-value conversions, which cost twice what the server spends
 // on a row) walking the login IDs in one read-only snapshot, so the report
-// is of one instant. A goroutine of its own reads the next chunk while
-// this one is parsed and handed to fn, so the server's work, the parsing
-// and fn's overlap; memory holds a few chunks, however many accounts there
-// are. fn may keep the slice.
+// is of one instant. Two goroutines of its own read the chunk after next
+// and parse the next one while fn is given this one, so the server's work,
+// the reading and fn's overlap on every core; memory holds a few chunks,
+// however many accounts there are. The slice is reused once fn returns.
 func (s *Store) ReportAccounts(ctx context.Context, companyID string, fn func([]policy.Employee) error) error {
-	wrap := func(err error) error { return fmt.Errorf("postgres.ReportAccounts(%q): %w", companyID, err) }
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	raw := make(chan string, 1)
-	var copyErr error // the copier's, read once raw is closed
+	parsed := make(chan []policy.Employee, 1)
+	free := make(chan []policy.Employee, 2)
+	// Each goroutine's error is read once the channel it closes is closed.
+	var copyErr, parseErr error
 	go func() {
 		defer close(raw)
 		copyErr = s.copyAccounts(ctx, companyID, func(chunk string) error {
@@ -160,32 +162,55 @@ func (s *Store) ReportAccounts(ctx context.Context, companyID string, fn func([]
 			}
 		})
 	}()
-	// stop ends the copier before an early return.
-	stop := func(err error) error {
-		cancel()
-		for range raw {
-		}
-		return err
-	}
-	for chunk := range raw {
-		employees := make([]policy.Employee, 0, strings.Count(chunk, "\n"))
-		err := eachCopyRow(chunk, accountColumnCount, func(f []string) error {
-			var r employeeRow
-			if err := r.fromCopy(f); err != nil {
-				return err
+	go func() {
+		defer close(parsed)
+		defer func() {
+			for range raw { // until the copier has stopped
 			}
-			employees = append(employees, r.employee())
-			return nil
-		})
-		if err != nil {
-			return stop(wrap(err))
+		}()
+		for chunk := range raw {
+			var employees []policy.Employee
+			select {
+			case employees = <-free:
+			default:
+				employees = make([]policy.Employee, 0, reportChunk)
+			}
+			employees = employees[:0]
+			parseErr = eachCopyRow(chunk, accountColumnCount, func(f []string) error {
+				var r employeeRow
+				if err := r.fromCopy(f); err != nil {
+					return err
+				}
+				employees = append(employees, r.employee())
+				return nil
+			})
+			if parseErr != nil {
+				cancel()
+				return
+			}
+			select {
+			case parsed <- employees:
+			case <-ctx.Done():
+				return
+			}
 		}
+	}()
+	for employees := range parsed {
 		if err := fn(employees); err != nil {
-			return stop(err)
+			cancel()
+			for range parsed { // until both have stopped
+			}
+			return err
+		}
+		select {
+		case free <- employees:
+		default:
 		}
 	}
-	if copyErr != nil {
-		return wrap(copyErr)
+	for _, err := range []error{parseErr, copyErr} {
+		if err != nil {
+			return fmt.Errorf("postgres.ReportAccounts(%q): %w", companyID, err)
+		}
 	}
 	return nil
 }

@@ -81,10 +81,12 @@ var columns = []string{"login_id", "name", "department", "id_kind", "last_login_
 	"locked_at", "unlocked_until", "exempt", "retired", "dormant_on", "not_locked_reason",
 	"exempt_reason", "exempt_granted_by", "exempt_until"}
 
-func (r Row) record() []string {
-	return []string{r.LoginID, r.Name, r.Department, r.IDKind, r.LastLoginAt, strconv.Itoa(r.DaysInactive), r.State,
+// appendRecord appends the row's CSV fields to rec, which the writer
+// reuses for every row.
+func (r Row) appendRecord(rec []string) []string {
+	return append(rec, r.LoginID, r.Name, r.Department, r.IDKind, r.LastLoginAt, strconv.Itoa(r.DaysInactive), r.State,
 		r.LockedAt, r.UnlockedUntil, strconv.FormatBool(r.Exempt), strconv.FormatBool(r.Retired), r.DormantOn, r.NotLockedReason,
-		r.ExemptReason, r.ExemptGrantedBy, r.ExemptUntil}
+		r.ExemptReason, r.ExemptGrantedBy, r.ExemptUntil)
 }
 
 // RowOf reads one account through the policy at now.
@@ -182,12 +184,14 @@ func Write(ctx context.Context, store *postgres.Store, companyID string, w io.Wr
 	n := 0
 	// each writes every account's row; n counts those written before.
 	each := func(write func(Row) error) error {
-		err := stream(ctx, store, companyID, func(e policy.Employee) error {
-			if err := write(RowOf(e, co.Policy, o.Now)); err != nil {
-				return err
-			}
-			if n++; n%1000 == 0 {
-				progress(n, sum.Accounts)
+		err := store.ReportAccounts(ctx, companyID, func(chunk []policy.Employee) error {
+			for _, e := range chunk {
+				if err := write(RowOf(e, co.Policy, o.Now)); err != nil {
+					return err
+				}
+				if n++; n%1000 == 0 {
+					progress(n, sum.Accounts)
+				}
 			}
 			return nil
 		})
@@ -200,7 +204,11 @@ func Write(ctx context.Context, store *postgres.Store, companyID string, w io.Wr
 		if err := cw.Write(columns); err != nil {
 			return n, err
 		}
-		if err := each(func(r Row) error { return cw.Write(r.record()) }); err != nil {
+		rec := make([]string, 0, len(columns))
+		if err := each(func(r Row) error {
+			rec = r.appendRecord(rec[:0])
+			return cw.Write(rec)
+		}); err != nil {
 			return n, err
 		}
 		cw.Flush()
@@ -244,37 +252,4 @@ func Write(ctx context.Context, store *postgres.Store, companyID string, w io.Wr
 		_, err = io.WriteString(w, "]}\n")
 		return n, err
 	}
-}
-
-// stream calls fn with every account of the company, in order. A goroutine
-// of its own reads the next chunk of accounts while fn is given this one,
-// so the reading and the policy's reading and formatting use both cores;
-// one chunk waiting between them keeps memory flat.
-func stream(ctx context.Context, store *postgres.Store, companyID string, fn func(policy.Employee) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	chunks := make(chan []policy.Employee, 1)
-	var readErr error // the reader's, read once chunks is closed
-	go func() {
-		defer close(chunks)
-		readErr = store.ReportAccounts(ctx, companyID, func(c []policy.Employee) error {
-			select {
-			case chunks <- c:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})
-	}()
-	for c := range chunks {
-		for _, e := range c {
-			if err := fn(e); err != nil {
-				cancel()
-				for range chunks { // until the reader has stopped
-				}
-				return err
-			}
-		}
-	}
-	return readErr
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -76,7 +77,12 @@ func runReport(ctx context.Context, cfg *Config, args []string, stdout, stderr i
 			_ = bar.Set(done)
 		}
 	}
-	written, err := report.Write(ctx, store, *company, w, o)
+	// A write to the file is a system call; the JSON rows are one each.
+	bw := bufio.NewWriterSize(w, 64<<10)
+	written, err := report.Write(ctx, store, *company, bw, o)
+	if err == nil {
+		err = bw.Flush()
+	}
 	if err != nil {
 		return fmt.Errorf("report %s: %w", *company, err)
 	}
