@@ -43,6 +43,8 @@ const (
 	// codeUnavailable: Postgres could not be reached; Retry-After says
 	// when to try again. Nothing was decided or recorded.
 	codeUnavailable = "unavailable"
+	// codeEndpointDisabled refuses a replay to a disabled webhook endpoint.
+	codeEndpointDisabled = "endpoint_disabled"
 )
 
 // unavailableRetryAfter is what an answer during a database outage tells
@@ -92,6 +94,9 @@ func toAPIError(err error) *apiError {
 		return errForbidden("the acting account may not do this")
 	case errors.Is(err, policy.ErrNotFound):
 		return errNotFound("not found")
+	case errors.Is(err, postgres.ErrEndpointDisabled):
+		return &apiError{Status: http.StatusConflict, Code: codeEndpointDisabled,
+			Message: "the endpoint is disabled; enable it (PATCH with \"enabled\": true), then replay"}
 	case errors.Is(err, cluster.ErrNotReplicated):
 		// The master holds the task; a failover before a replica has it
 		// could lose it. The request is idempotent, so repeating it is the

@@ -225,6 +225,26 @@ func TestWebhookAPIReplayAndDeliveries(t *testing.T) {
 	if w := b.api("POST", fmt.Sprintf("/api/v1/webhooks/%d/replays", ep.ID), `{"event_id":999999999}`, 0); w.Code != http.StatusNotFound {
 		t.Errorf("replay of an unknown event: %d, want 404", w.Code)
 	}
+
+	// A disabled endpoint's deliveries would only fail: its replay is
+	// refused, nothing written, until it is enabled again.
+	if w := b.api("PATCH", fmt.Sprintf("/api/v1/webhooks/%d", ep.ID), `{"enabled":false}`, 0); w.Code != http.StatusOK {
+		t.Fatalf("disable: %d %s", w.Code, w.Body)
+	}
+	body := fmt.Sprintf(`{"event_id":%d}`, first.EventID)
+	w = b.api("POST", fmt.Sprintf("/api/v1/webhooks/%d/replays", ep.ID), body, 0)
+	if w.Code != http.StatusConflict || !strings.Contains(w.Body.String(), `"endpoint_disabled"`) {
+		t.Errorf("replay to a disabled endpoint: %d %s, want 409 endpoint_disabled", w.Code, w.Body)
+	}
+	if n := testCount(t, b, `SELECT count(*) FROM webhook_deliveries WHERE message_id = $1 AND replay`, first.WebhookID); n != 1 {
+		t.Errorf("replayed deliveries after the refusal: %d, want still 1", n)
+	}
+	if w := b.api("PATCH", fmt.Sprintf("/api/v1/webhooks/%d", ep.ID), `{"enabled":true}`, 0); w.Code != http.StatusOK {
+		t.Fatalf("enable: %d %s", w.Code, w.Body)
+	}
+	if w := b.api("POST", fmt.Sprintf("/api/v1/webhooks/%d/replays", ep.ID), body, 0); w.Code != http.StatusAccepted {
+		t.Errorf("replay once enabled again: %d %s", w.Code, w.Body)
+	}
 }
 
 // TestWebhookEventNamesDocumented: the OpenAPI enum is the mapping's list.

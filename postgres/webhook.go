@@ -261,6 +261,9 @@ func (s *Store) ReplayWebhook(ctx context.Context, endpointID, eventID int64, si
 		if err != nil {
 			return err
 		}
+		if !ep.Enabled {
+			return ErrEndpointDisabled
+		}
 		// Conditions spelled out for the planner: the primary key for one
 		// event, audit_events_company for a company's range.
 		where := `e.kind = ANY(?::text[])`
@@ -300,6 +303,10 @@ func (s *Store) ReplayWebhook(ctx context.Context, endpointID, eventID int64, si
 
 // ErrTooMany: a request asked for more rows than one call handles.
 var ErrTooMany = errors.New("too many")
+
+// ErrEndpointDisabled refuses a replay to a disabled endpoint: its
+// deliveries would only fail, each with "endpoint disabled".
+var ErrEndpointDisabled = errors.New("the webhook endpoint is disabled")
 
 // WebhookDeliveryStatus is where a delivery stands.
 type WebhookDeliveryStatus string
