@@ -60,7 +60,7 @@ const accountColumns = `
 
 // scanAccount reads one row of accountColumns, in their order, without
 // bun's reflection: the report scans a million of them.
-func (r *employeeRow) scanAccount(rows *sql.Rows) error {
+func (r *employeeRow) scanAccount(rows interface{ Scan(...any) error }) error {
 	return rows.Scan(&r.ID, &r.CompanyID, &r.LoginID, &r.IDKind, &r.Email, &r.Name, &r.Department,
 		&r.CanManageEmployees, &r.Status, &r.Exempt, &r.CreatedAt, &r.LastLoginAt,
 		&r.LockState, &r.LockReason, &r.UnlockedUntil, &r.LockedAt, &r.LapsedUnlockUntil,
@@ -184,6 +184,10 @@ func scanSubject(ctx context.Context, q *bun.RawQuery) (Subject, error) {
 	return Subject{Employee: r.employee(), Company: c}, nil
 }
 
+// checkAccountSQL is CheckAccount's statement, prepared: every login
+// asks it, and Postgres would otherwise plan it every time.
+const checkAccountSQL = `SELECT ` + accountColumns + ` FROM accounts a WHERE a.company_id = $1 AND a.login_id = $2`
+
 // CheckAccount loads an account and its company's settings for the
 // synchronous check a login page makes, without a lock. The account is one
 // row read by its unique key; the company comes from the cache when
@@ -195,7 +199,10 @@ func (s *Store) CheckAccount(ctx context.Context, companyID, loginID string) (po
 		return policy.Employee{}, policy.Company{}, fmt.Errorf("postgres.CheckAccount(%q, %q): %w", companyID, loginID, err)
 	}
 	var r employeeRow
-	err = s.db.NewRaw(`SELECT `+accountColumns+` FROM accounts a WHERE a.company_id = ? AND a.login_id = ?`, companyID, loginID).Scan(ctx, &r)
+	stmt, err := s.checkAccount.get(ctx, s.db.DB, checkAccountSQL)
+	if err == nil {
+		err = r.scanAccount(stmt.QueryRowContext(ctx, companyID, loginID))
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		err = ErrNotFound
 	}

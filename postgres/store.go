@@ -32,6 +32,8 @@ type Store struct {
 	// allowedLogins is RecordAllowedLogins' statement, shared by copies
 	// of the store.
 	allowedLogins *prepared
+	// checkAccount is CheckAccount's, likewise.
+	checkAccount *prepared
 }
 
 // DefaultMaxConns is the connection pool of one process: enough for a
@@ -57,7 +59,7 @@ func Open(ctx context.Context, dsn string, maxConns ...int) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("postgres.Open: %w", err)
 	}
-	return &Store{db: db, allowedLogins: &prepared{}}, nil
+	return &Store{db: db, allowedLogins: &prepared{}, checkAccount: &prepared{}}, nil
 }
 
 // Trace records a span for every statement (bunotel), under the span of
@@ -70,6 +72,7 @@ func (s *Store) Trace() {
 // Close releases the connections.
 func (s *Store) Close() error {
 	s.allowedLogins.close()
+	s.checkAccount.close()
 	return s.db.Close()
 }
 
