@@ -201,7 +201,9 @@ func (s *Store) CheckAccount(ctx context.Context, companyID, loginID string) (po
 	var r employeeRow
 	stmt, err := s.checkAccount.get(ctx, s.db.DB, checkAccountSQL)
 	if err == nil {
-		err = r.scanAccount(stmt.QueryRowContext(ctx, companyID, loginID))
+		sctx, end := traceStatement(ctx, "CheckAccount", checkAccountSQL)
+		err = r.scanAccount(stmt.QueryRowContext(sctx, companyID, loginID))
+		end(err)
 	}
 	if errors.Is(err, sql.ErrNoRows) {
 		err = ErrNotFound

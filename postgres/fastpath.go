@@ -69,10 +69,13 @@ func (s *Store) RecordAllowedLogins(ctx context.Context, batch []Attempt) ([]boo
 	if err != nil {
 		return fail(err)
 	}
+	ctx, end := traceStatement(ctx, "RecordAllowedLogins", recordAllowedLoginsSQL)
 	res, err := stmt.QueryContext(ctx, string(input))
 	if err != nil {
+		end(err)
 		return fail(err)
 	}
+	defer func() { end(res.Err()) }()
 	defer res.Close()
 	done := make(map[string]bool, len(batch))
 	for res.Next() {
