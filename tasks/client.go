@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,10 +47,13 @@ type Client struct {
 	store  Store
 	now    func() time.Time
 	layout Layout
-	// heldUntil is when the client next tries Redis after an enqueue
-	// failed (Unix nanoseconds of its clock): during an outage each login
-	// costs one Postgres write, not a wait for Redis first.
-	heldUntil atomic.Int64
+	// heldUntil is, for each critical queue whose enqueue failed, when the
+	// client next tries it (*atomic.Int64, Unix nanoseconds of its
+	// clock): during an outage each login costs one Postgres write, not a
+	// wait for Redis first. Per queue, because with the queues spread over
+	// a cluster's shards one shard down leaves the others' logins going
+	// straight to Redis.
+	heldUntil sync.Map
 }
 
 // NewClient returns a host client. now is the clock (time.Now in
@@ -192,14 +196,16 @@ func (c *Client) ReportLoginAttempt(ctx context.Context, p LoginAttempt) error {
 		return err
 	}
 	err = errRedisResting
-	if now.UnixNano() >= c.heldUntil.Load() {
+	v, _ := c.heldUntil.LoadOrStore(CriticalQueue(p.CompanyID, c.layout.CriticalQueues), new(atomic.Int64))
+	heldUntil := v.(*atomic.Int64)
+	if now.UnixNano() >= heldUntil.Load() {
 		qctx, cancel := context.WithTimeout(ctx, HoldAfter)
 		err = c.Enqueue(qctx, t)
 		cancel()
 		if err == nil || ctx.Err() != nil {
 			return err
 		}
-		c.heldUntil.Store(now.Add(RetryRedisAfter).UnixNano())
+		heldUntil.Store(now.Add(RetryRedisAfter).UnixNano())
 	}
 	if herr := c.store.HoldTask(ctx, t.Type(), LoginAttemptTaskID(p.AttemptKey), t.Payload(), now); herr != nil {
 		return fmt.Errorf("%w; not held either: %w", err, herr)
@@ -209,8 +215,8 @@ func (c *Client) ReportLoginAttempt(ctx context.Context, p LoginAttempt) error {
 
 // HoldAfter is how long ReportLoginAttempt waits for Redis before it holds
 // the attempt in Postgres: a login page must not wait out a partition.
-// After a failure the client holds every attempt for RetryRedisAfter
-// before it tries Redis again.
+// After a failure the client holds every attempt of that queue for
+// RetryRedisAfter before it tries Redis again.
 const (
 	HoldAfter       = time.Second
 	RetryRedisAfter = 5 * time.Second
