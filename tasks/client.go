@@ -196,7 +196,11 @@ func (c *Client) ReportLoginAttempt(ctx context.Context, p LoginAttempt) error {
 		return err
 	}
 	err = errRedisResting
-	v, _ := c.heldUntil.LoadOrStore(CriticalQueue(p.CompanyID, c.layout.CriticalQueues), new(atomic.Int64))
+	q := CriticalQueue(p.CompanyID, c.layout.CriticalQueues)
+	v, ok := c.heldUntil.Load(q)
+	if !ok { // a queue's first attempt; every later one finds it
+		v, _ = c.heldUntil.LoadOrStore(q, new(atomic.Int64))
+	}
 	heldUntil := v.(*atomic.Int64)
 	if now.UnixNano() >= heldUntil.Load() {
 		qctx, cancel := context.WithTimeout(ctx, HoldAfter)
