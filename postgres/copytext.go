@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"database/sql"
 	"errors"
 	"strings"
 	"time"
@@ -110,6 +111,19 @@ func parseTimestamptz(s string) (time.Time, error) {
 		return t, nil
 	}
 	return pgdriver.ParseTime(s)
+}
+
+// nullTimestamptz reads a nullable timestamptz field of a COPY row, where
+// NULL is empty (eachCopyRow).
+func nullTimestamptz(s string) (sql.NullTime, error) {
+	if s == "" {
+		return sql.NullTime{}, nil
+	}
+	t, err := parseTimestamptz(s)
+	if err != nil {
+		return sql.NullTime{}, err
+	}
+	return sql.NullTime{Time: t, Valid: true}, nil
 }
 
 func isoTimestamptz(s string) (time.Time, bool) {

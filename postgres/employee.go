@@ -89,20 +89,20 @@ func (r *employeeRow) fromCopy(f []string) error {
 	if r.CreatedAt, err = parseTimestamptz(f[10]); err != nil {
 		return err
 	}
-	for i, to := range [...]*sql.NullTime{11: &r.LastLoginAt, 14: &r.UnlockedUntil, 15: &r.LockedAt, 16: &r.LapsedUnlockUntil, 19: &r.ExemptUntil} {
-		if to == nil {
-			continue
-		}
-		if *to = (sql.NullTime{}); f[i] == "" {
-			continue
-		}
-		tm, err := parseTimestamptz(f[i])
-		if err != nil {
-			return err
-		}
-		*to = sql.NullTime{Time: tm, Valid: true}
+	if r.LastLoginAt, err = nullTimestamptz(f[11]); err != nil {
+		return err
 	}
-	return nil
+	if r.UnlockedUntil, err = nullTimestamptz(f[14]); err != nil {
+		return err
+	}
+	if r.LockedAt, err = nullTimestamptz(f[15]); err != nil {
+		return err
+	}
+	if r.LapsedUnlockUntil, err = nullTimestamptz(f[16]); err != nil {
+		return err
+	}
+	r.ExemptUntil, err = nullTimestamptz(f[19])
+	return err
 }
 
 const companyColumns = `
@@ -199,9 +199,9 @@ func (s *Store) CheckAccount(ctx context.Context, companyID, loginID string) (po
 		return policy.Employee{}, policy.Company{}, fmt.Errorf("postgres.CheckAccount(%q, %q): %w", companyID, loginID, err)
 	}
 	var r employeeRow
-	stmt, err := s.checkAccount.get(ctx, s.db.DB, checkAccountSQL)
+	stmt, err := s.checkAccount.get(ctx, s.db.DB)
 	if err == nil {
-		sctx, end := traceStatement(ctx, "CheckAccount", checkAccountSQL)
+		sctx, end := s.checkAccount.trace(ctx)
 		err = r.scanAccount(stmt.QueryRowContext(sctx, companyID, loginID))
 		end(err)
 	}

@@ -65,11 +65,11 @@ func (s *Store) RecordAllowedLogins(ctx context.Context, batch []Attempt) ([]boo
 	if err != nil {
 		return fail(err)
 	}
-	stmt, err := s.allowedLogins.get(ctx, s.db.DB, recordAllowedLoginsSQL)
+	stmt, err := s.allowedLogins.get(ctx, s.db.DB)
 	if err != nil {
 		return fail(err)
 	}
-	ctx, end := traceStatement(ctx, "RecordAllowedLogins", recordAllowedLoginsSQL)
+	ctx, end := s.allowedLogins.trace(ctx)
 	res, err := stmt.QueryContext(ctx, string(input))
 	if err != nil {
 		end(err)

@@ -18,17 +18,20 @@ import (
 // costs as much as running them; bun formats every other statement on the
 // client.
 type prepared struct {
+	// name names the statement's span; query is its SQL.
+	name, query string
+
 	mu   sync.Mutex
 	stmt *sql.Stmt
 }
 
-func (p *prepared) get(ctx context.Context, db *sql.DB, query string) (*sql.Stmt, error) {
+func (p *prepared) get(ctx context.Context, db *sql.DB) (*sql.Stmt, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.stmt != nil {
 		return p.stmt, nil
 	}
-	stmt, err := db.PrepareContext(ctx, query)
+	stmt, err := db.PrepareContext(ctx, p.query)
 	if err != nil {
 		return nil, err
 	}
@@ -51,12 +54,12 @@ func (p *prepared) close() {
 // the global provider is a no-op and so is the span.
 var tracer = otel.Tracer("github.com/dormancy/dormancy/postgres")
 
-// traceStatement starts the span of one run of a prepared statement; end
-// closes it with the run's error (a missing row is not one).
-func traceStatement(ctx context.Context, name, query string) (context.Context, func(error)) {
-	ctx, span := tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient),
+// trace starts the span of one run of the statement; end closes it with
+// the run's error (a missing row is not one).
+func (p *prepared) trace(ctx context.Context) (_ context.Context, end func(error)) {
+	ctx, span := tracer.Start(ctx, p.name, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("db.system", "postgresql"), attribute.String("db.name", "dormancy"),
-			attribute.String("db.statement", query)))
+			attribute.String("db.statement", p.query)))
 	return ctx, func(err error) {
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			span.RecordError(err)

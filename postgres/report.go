@@ -46,21 +46,11 @@ type ReportSummary struct {
 // ReportCompany reads the company a report is of. An unknown company is
 // ErrNotFound.
 func (s *Store) ReportCompany(ctx context.Context, companyID string) (policy.Company, error) {
-	var zone []struct {
-		Name, TimeZone string
-		InactivityDays int
-	}
-	if err := s.db.NewRaw(`SELECT name, time_zone, inactivity_days FROM companies WHERE id = ?`, companyID).Scan(ctx, &zone); err != nil {
-		return policy.Company{}, fmt.Errorf("postgres.ReportCompany(%q): %w", companyID, err)
-	}
-	if len(zone) == 0 {
-		return policy.Company{}, fmt.Errorf("postgres.ReportCompany(%q): %w", companyID, ErrNotFound)
-	}
-	loc, err := loadLocation(zone[0].TimeZone)
+	co, err := s.loadCompany(ctx, companyID)
 	if err != nil {
 		return policy.Company{}, fmt.Errorf("postgres.ReportCompany(%q): %w", companyID, err)
 	}
-	return policy.Company{ID: companyID, Name: zone[0].Name, Policy: policy.Policy{Location: loc, InactivityPeriod: time.Duration(zone[0].InactivityDays) * 24 * time.Hour}}, nil
+	return co, nil
 }
 
 // AccountCount is how many accounts the company has: the total a report's

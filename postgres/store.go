@@ -59,7 +59,10 @@ func Open(ctx context.Context, dsn string, maxConns ...int) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("postgres.Open: %w", err)
 	}
-	return &Store{db: db, allowedLogins: &prepared{}, checkAccount: &prepared{}}, nil
+	return &Store{db: db,
+		allowedLogins: &prepared{name: "RecordAllowedLogins", query: recordAllowedLoginsSQL},
+		checkAccount:  &prepared{name: "CheckAccount", query: checkAccountSQL},
+	}, nil
 }
 
 // Trace records a span for every statement (bunotel), under the span of
