@@ -2,8 +2,11 @@
 // embedded so the binary migrates the database it runs against without any
 // files beside it.
 //
-// Each file ends in .tx.up.sql or .tx.down.sql so bun runs it inside one
-// transaction: a migration is applied whole or not at all.
+// Most files end in .tx.up.sql or .tx.down.sql so bun runs each inside one
+// transaction: a migration is applied whole or not at all. The few that
+// build indexes without blocking writes (CREATE INDEX CONCURRENTLY cannot
+// run in a transaction) go without .tx, and each of their steps is safe
+// to run again after a failure.
 package migrations
 
 import (

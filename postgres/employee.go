@@ -177,6 +177,10 @@ func scanSubject(ctx context.Context, q *bun.RawQuery) (Subject, error) {
 		}
 		return Subject{}, err
 	}
+	return r.subject()
+}
+
+func (r *employeeRow) subject() (Subject, error) {
 	c, err := r.company()
 	if err != nil {
 		return Subject{}, err
@@ -184,9 +188,21 @@ func scanSubject(ctx context.Context, q *bun.RawQuery) (Subject, error) {
 	return Subject{Employee: r.employee(), Company: c}, nil
 }
 
-// checkAccountSQL is CheckAccount's statement, prepared: every login
-// asks it, and Postgres would otherwise plan it every time.
-const checkAccountSQL = `SELECT ` + accountColumns + ` FROM accounts a WHERE a.company_id = $1 AND a.login_id = $2`
+// lockSubject runs st, a statement of employeeColumns that locks one
+// account, and reads its row.
+func (t *Tx) lockSubject(ctx context.Context, st *statement, args ...any) (Subject, error) {
+	var r employeeRow
+	if err := t.scanOne(ctx, st, args, &r); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return Subject{}, ErrNotFound
+		}
+		return Subject{}, err
+	}
+	return r.subject()
+}
+
+// checkAccountStmt is CheckAccount's statement: every login asks it.
+var checkAccountStmt = newStatement("CheckAccount", `SELECT `+accountColumns+` FROM accounts a WHERE a.company_id = $1 AND a.login_id = $2`)
 
 // CheckAccount loads an account and its company's settings for the
 // synchronous check a login page makes, without a lock. The account is one
@@ -199,9 +215,9 @@ func (s *Store) CheckAccount(ctx context.Context, companyID, loginID string) (po
 		return policy.Employee{}, policy.Company{}, fmt.Errorf("postgres.CheckAccount(%q, %q): %w", companyID, loginID, err)
 	}
 	var r employeeRow
-	stmt, err := s.checkAccount.get(ctx, s.db.DB)
+	stmt, err := s.stmt(ctx, nil, checkAccountStmt)
 	if err == nil {
-		sctx, end := s.checkAccount.trace(ctx)
+		sctx, end := checkAccountStmt.trace(ctx)
 		err = r.scanAccount(stmt.QueryRowContext(sctx, companyID, loginID))
 		end(err)
 	}
@@ -257,11 +273,7 @@ func (s *Store) Administrators(ctx context.Context, companyID string) ([]policy.
 // lock until the transaction ends, so attempts on one account run one at a
 // time and a racing duplicate sees the first one's result.
 func (t *Tx) LockAccount(ctx context.Context, companyID, loginID string) (Subject, error) {
-	q := t.tx.NewRaw(`SELECT `+employeeColumns+`
-		FROM accounts a JOIN companies c ON c.id = a.company_id
-		WHERE a.company_id = ? AND a.login_id = ?
-		FOR UPDATE OF a`, companyID, loginID)
-	sub, err := scanSubject(ctx, q)
+	sub, err := t.lockSubject(ctx, lockAccount, companyID, loginID)
 	if err != nil {
 		return Subject{}, fmt.Errorf("postgres.LockAccount(%q, %q): %w", companyID, loginID, err)
 	}
@@ -270,16 +282,36 @@ func (t *Tx) LockAccount(ctx context.Context, companyID, loginID string) (Subjec
 
 // LockAccountByID is LockAccount for callers that hold dormancy's id.
 func (t *Tx) LockAccountByID(ctx context.Context, id int64) (Subject, error) {
-	q := t.tx.NewRaw(`SELECT `+employeeColumns+`
-		FROM accounts a JOIN companies c ON c.id = a.company_id
-		WHERE a.id = ?
-		FOR UPDATE OF a`, id)
-	sub, err := scanSubject(ctx, q)
+	sub, err := t.lockSubject(ctx, lockAccountByID, id)
 	if err != nil {
 		return Subject{}, fmt.Errorf("postgres.LockAccountByID(%d): %w", id, err)
 	}
 	return sub, nil
 }
+
+var (
+	lockAccount = newStatement("LockAccount", `SELECT `+employeeColumns+`
+		FROM accounts a JOIN companies c ON c.id = a.company_id
+		WHERE a.company_id = $1 AND a.login_id = $2
+		FOR UPDATE OF a`)
+	lockAccountByID = newStatement("LockAccountByID", `SELECT `+employeeColumns+`
+		FROM accounts a JOIN companies c ON c.id = a.company_id
+		WHERE a.id = $1
+		FOR UPDATE OF a`)
+)
+
+var (
+	applyLock = newStatement("ApplyDecision.lock", `UPDATE accounts SET lock_state = 'locked', lock_reason = $1, locked_at = $2,
+		unlocked_until = NULL, lapsed_unlock_until = NULL, updated_at = now() WHERE id = $3`)
+	// As the relock job does (RelockBatch): the lock dates from the
+	// deadline, which it keeps, so a login answered before it counts.
+	applyRelock = newStatement("ApplyDecision.relock", `UPDATE accounts SET lock_state = 'locked', lock_reason = $1, locked_at = unlocked_until,
+		lapsed_unlock_until = unlocked_until, unlocked_until = NULL, updated_at = now() WHERE id = $2`)
+	applyActivate = newStatement("ApplyDecision.activate", `UPDATE accounts SET lock_state = 'active', lock_reason = NULL, locked_at = NULL,
+		unlocked_until = NULL, lapsed_unlock_until = NULL, last_login_at = greatest(last_login_at, $1), updated_at = now()
+		WHERE id = $2`)
+	applyLoginDate = newStatement("ApplyDecision.loginDate", `UPDATE accounts SET last_login_at = greatest(last_login_at, $1) WHERE id = $2`)
+)
 
 // ApplyDecision writes the lock state and login date a decision made at
 // decidedAt asks for, with an audit event for each change of lock state.
@@ -289,23 +321,17 @@ func (t *Tx) ApplyDecision(ctx context.Context, e policy.Employee, d policy.Deci
 	var err error
 	switch d.Transition {
 	case policy.TransitionLock:
-		_, err = t.tx.NewRaw(`UPDATE accounts SET lock_state = 'locked', lock_reason = ?, locked_at = ?,
-			unlocked_until = NULL, lapsed_unlock_until = NULL, updated_at = now() WHERE id = ?`, string(d.Reason), decidedAt, e.ID).Exec(ctx)
+		err = t.exec(ctx, applyLock, string(d.Reason), decidedAt, e.ID)
 		ev.Kind = EventLocked
 	case policy.TransitionRelock:
-		// As the relock job does (RelockBatch): the lock dates from the
-		// deadline, which it keeps, so a login answered before it counts.
-		_, err = t.tx.NewRaw(`UPDATE accounts SET lock_state = 'locked', lock_reason = ?, locked_at = unlocked_until,
-			lapsed_unlock_until = unlocked_until, unlocked_until = NULL, updated_at = now() WHERE id = ?`, string(d.Reason), e.ID).Exec(ctx)
+		err = t.exec(ctx, applyRelock, string(d.Reason), e.ID)
 		ev.Kind = EventRelocked
 	case policy.TransitionActivate:
-		_, err = t.tx.NewRaw(`UPDATE accounts SET lock_state = 'active', lock_reason = NULL, locked_at = NULL,
-			unlocked_until = NULL, lapsed_unlock_until = NULL, last_login_at = greatest(last_login_at, ?), updated_at = now()
-			WHERE id = ?`, decidedAt, e.ID).Exec(ctx)
+		err = t.exec(ctx, applyActivate, decidedAt, e.ID)
 		ev.Kind = EventActivated
 	default:
 		if d.UpdateLoginDate {
-			_, err = t.tx.NewRaw(`UPDATE accounts SET last_login_at = greatest(last_login_at, ?) WHERE id = ?`, decidedAt, e.ID).Exec(ctx)
+			err = t.exec(ctx, applyLoginDate, decidedAt, e.ID)
 		}
 	}
 	if err != nil {

@@ -15,3 +15,14 @@ var SQLStartOfDate = sqlStartOfDate
 
 // ReportChunk is how many accounts one COPY of the report reads.
 const ReportChunk = reportChunk
+
+// StatementSQL is the SQL of the declared statement named name, for the
+// tests that read its plan.
+func StatementSQL(name string) string {
+	for _, st := range statements {
+		if st.name == name {
+			return st.query
+		}
+	}
+	panic("no statement " + name)
+}

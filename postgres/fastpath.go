@@ -65,27 +65,22 @@ func (s *Store) RecordAllowedLogins(ctx context.Context, batch []Attempt) ([]boo
 	if err != nil {
 		return fail(err)
 	}
-	stmt, err := s.allowedLogins.get(ctx, s.db.DB)
+	res, end, err := s.query(ctx, nil, recordAllowedLogins, string(input))
 	if err != nil {
 		return fail(err)
 	}
-	ctx, end := s.allowedLogins.trace(ctx)
-	res, err := stmt.QueryContext(ctx, string(input))
-	if err != nil {
-		end(err)
-		return fail(err)
-	}
-	defer func() { end(res.Err()) }()
-	defer res.Close()
 	done := make(map[string]bool, len(batch))
 	for res.Next() {
 		var k string
-		if err := res.Scan(&k); err != nil {
-			return fail(err)
+		if err = res.Scan(&k); err != nil {
+			break
 		}
 		done[k] = true
 	}
-	if err := res.Err(); err != nil {
+	if err == nil {
+		err = res.Err()
+	}
+	if end(err); err != nil {
 		return fail(err)
 	}
 	out := make([]bool, len(batch))
@@ -95,7 +90,7 @@ func (s *Store) RecordAllowedLogins(ctx context.Context, batch []Attempt) ([]boo
 	return out, nil
 }
 
-// allowedLoginRow is one attempt as recordAllowedLoginsSQL reads it.
+// allowedLoginRow is one attempt as recordAllowedLogins reads it.
 type allowedLoginRow struct {
 	Key         string    `json:"attempt_key"`
 	CompanyID   string    `json:"company_id"`
@@ -110,11 +105,11 @@ type allowedLoginRow struct {
 	RecordedAt  time.Time `json:"recorded_at"`
 }
 
-// recordAllowedLoginsSQL takes the batch as one JSON parameter, so that it
+// recordAllowedLogins takes the batch as one JSON parameter, so that it
 // is a prepared statement: parsed and planned once per connection rather
 // than for every batch, which was as much of the statement's time as
 // running it.
-var recordAllowedLoginsSQL = `WITH input AS (
+var recordAllowedLogins = newStatement("RecordAllowedLogins", `WITH input AS (
 		SELECT * FROM jsonb_to_recordset($1::jsonb)
 			AS i(attempt_key text, company_id text, login_id text, method text, ip text, user_agent text, device_kind text,
 				attempted_at timestamptz, decided_at timestamptz, request_id text, recorded_at timestamptz)
@@ -124,7 +119,7 @@ var recordAllowedLoginsSQL = `WITH input AS (
 		JOIN accounts a ON a.company_id = i.company_id AND a.login_id = i.login_id
 		JOIN companies c ON c.id = a.company_id
 		WHERE a.status = 'active' AND a.lock_state = 'active'
-		  AND (a.exempt OR NOT ` + sqlDormant("i.decided_at") + `)
+		  AND (a.exempt OR NOT `+sqlDormant("i.decided_at")+`)
 		ORDER BY a.id
 		FOR UPDATE OF a
 	), ins AS (
@@ -138,7 +133,7 @@ var recordAllowedLoginsSQL = `WITH input AS (
 	), moved AS (
 		UPDATE accounts a SET last_login_at = greatest(a.last_login_at, m.at)
 		FROM (SELECT account_id, max(decided_at) AS at FROM ins
-			WHERE method IN (` + sqlQuoted(interactiveMethods) + `) GROUP BY account_id) m
+			WHERE method IN (`+sqlQuoted(interactiveMethods)+`) GROUP BY account_id) m
 		WHERE a.id = m.account_id
 	)
-	SELECT attempt_key FROM allowed`
+	SELECT attempt_key FROM allowed`)

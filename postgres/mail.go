@@ -62,19 +62,20 @@ type NewMail struct {
 // already is not written twice; its id is returned either way.
 func (t *Tx) InsertMail(ctx context.Context, m NewMail) (int64, error) {
 	var id int64
-	err := t.tx.NewRaw(`WITH ins AS (
-			INSERT INTO mails (kind, company_id, account_id, recipient_account_id, to_address, locale,
-				idempotency_key, attempt_id, token_id, created_at)
-			VALUES (?, ?, ?, nullif(?, 0), ?, ?, ?, nullif(?, 0), nullif(?, 0), ?)
-			ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)
-		SELECT id FROM ins UNION ALL SELECT id FROM mails WHERE idempotency_key = ? LIMIT 1`,
-		string(m.Kind), m.CompanyID, m.AccountID, m.RecipientAccountID, m.To, string(m.Locale),
-		m.IdempotencyKey, m.AttemptID, m.TokenID, m.CreatedAt, m.IdempotencyKey).Scan(ctx, &id)
+	err := t.scanOne(ctx, insertMail, []any{string(m.Kind), m.CompanyID, m.AccountID, m.RecipientAccountID, m.To, string(m.Locale),
+		m.IdempotencyKey, m.AttemptID, m.TokenID, m.CreatedAt}, &id)
 	if err != nil {
 		return 0, fmt.Errorf("postgres.InsertMail(%q): %w", m.IdempotencyKey, err)
 	}
 	return id, nil
 }
+
+var insertMail = newStatement("InsertMail", `WITH ins AS (
+		INSERT INTO mails (kind, company_id, account_id, recipient_account_id, to_address, locale,
+			idempotency_key, attempt_id, token_id, created_at)
+		VALUES ($1, $2, $3, nullif($4::bigint, 0), $5, $6, $7, nullif($8::bigint, 0), nullif($9::bigint, 0), $10)
+		ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)
+	SELECT id FROM ins UNION ALL SELECT id FROM mails WHERE idempotency_key = $7 LIMIT 1`)
 
 // Recipient is a login notification recipient due an alert.
 type Recipient struct {
@@ -89,20 +90,21 @@ type Recipient struct {
 // recipient due.
 func (t *Tx) AlertRecipientsDue(ctx context.Context, companyID string, accountID int64, window time.Duration, now time.Time) ([]Recipient, error) {
 	var rs []Recipient
-	err := t.tx.NewRaw(`SELECT r.account_id, ra.email
-		FROM login_notification_recipients r
-		JOIN accounts ra ON ra.id = r.account_id
-		WHERE r.company_id = ? AND ra.company_id = r.company_id AND ra.status = 'active'
-		  AND ra.email IS NOT NULL AND ra.id <> ?
-		  AND NOT EXISTS (SELECT 1 FROM mails m
-			WHERE m.kind = ? AND m.account_id = ? AND m.recipient_account_id = r.account_id
-			  AND `+sqlAlertedWithin("?")+`)
-		ORDER BY r.account_id`, companyID, accountID, MailDormantLoginAlert, accountID, now.Add(-window)).Scan(ctx, &rs)
-	if err != nil {
+	if err := t.scanAll(ctx, alertRecipientsDue, &rs, companyID, accountID, string(MailDormantLoginAlert), now.Add(-window)); err != nil {
 		return nil, fmt.Errorf("postgres.AlertRecipientsDue(%q, %d): %w", companyID, accountID, err)
 	}
 	return rs, nil
 }
+
+var alertRecipientsDue = newStatement("AlertRecipientsDue", `SELECT r.account_id, ra.email
+	FROM login_notification_recipients r
+	JOIN accounts ra ON ra.id = r.account_id
+	WHERE r.company_id = $1 AND ra.company_id = r.company_id AND ra.status = 'active'
+	  AND ra.email IS NOT NULL AND ra.id <> $2
+	  AND NOT EXISTS (SELECT 1 FROM mails m
+		WHERE m.kind = $3 AND m.account_id = $2 AND m.recipient_account_id = r.account_id
+		  AND `+sqlAlertedWithin("$4")+`)
+	ORDER BY r.account_id`)
 
 // PendingMail is an outbox row that still has to be handed to the queue.
 type PendingMail struct {
@@ -200,18 +202,7 @@ func (t *Tx) LockMail(ctx context.Context, id int64) (Mail, error) {
 		IP                 sql.NullString
 		DeviceKind         sql.NullString
 	}
-	err := t.tx.NewRaw(`SELECT m.id, m.kind, m.status, m.company_id, m.account_id, m.recipient_account_id,
-			m.to_address, m.locale, m.idempotency_key, m.token_id, m.created_at,
-			c.time_zone, c.verification_ttl_seconds AS verification_ttl, c.inactivity_days, c.platform_name, a.name, a.id_kind, a.login_id, a.department, a.status AS account_status,
-			ra.status AS recipient_status, a.unlocked_until,
-			la.attempted_at, host(la.ip) AS ip, la.device_kind
-		FROM mails m
-		JOIN companies c ON c.id = m.company_id
-		JOIN accounts a ON a.id = m.account_id
-		LEFT JOIN accounts ra ON ra.id = m.recipient_account_id
-		LEFT JOIN login_attempts la ON la.id = m.attempt_id
-		WHERE m.id = ?
-		FOR UPDATE OF m`, id).Scan(ctx, &r)
+	err := t.scanOne(ctx, lockMail, []any{id}, &r)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Mail{}, fmt.Errorf("postgres.LockMail(%d): %w", id, ErrNotFound)
 	}
@@ -238,6 +229,19 @@ func (t *Tx) LockMail(ctx context.Context, id int64) (Mail, error) {
 	return m, nil
 }
 
+var lockMail = newStatement("LockMail", `SELECT m.id, m.kind, m.status, m.company_id, m.account_id, m.recipient_account_id,
+		m.to_address, m.locale, m.idempotency_key, m.token_id, m.created_at,
+		c.time_zone, c.verification_ttl_seconds AS verification_ttl, c.inactivity_days, c.platform_name, a.name, a.id_kind, a.login_id, a.department, a.status AS account_status,
+		ra.status AS recipient_status, a.unlocked_until,
+		la.attempted_at, host(la.ip) AS ip, la.device_kind
+	FROM mails m
+	JOIN companies c ON c.id = m.company_id
+	JOIN accounts a ON a.id = m.account_id
+	LEFT JOIN accounts ra ON ra.id = m.recipient_account_id
+	LEFT JOIN login_attempts la ON la.id = m.attempt_id
+	WHERE m.id = $1
+	FOR UPDATE OF m`)
+
 // Delivery is the result of handing a mail to the provider.
 type Delivery struct {
 	Status     MailStatus
@@ -250,13 +254,14 @@ type Delivery struct {
 	At         time.Time
 }
 
+var finishMail = newStatement("FinishMail", `UPDATE mails SET status = $1, subject = $2, provider_id = nullif($3, ''),
+	body_text = nullif($4, ''), body_html = nullif($5, ''), error = nullif($6, ''),
+	sent_at = CASE WHEN $7 THEN $8::timestamptz END
+	WHERE id = $9`)
+
 // FinishMail records what became of a mail.
 func (t *Tx) FinishMail(ctx context.Context, id int64, d Delivery) error {
-	_, err := t.tx.NewRaw(`UPDATE mails SET status = ?, subject = ?, provider_id = nullif(?, ''),
-		body_text = nullif(?, ''), body_html = nullif(?, ''), error = nullif(?, ''),
-		sent_at = CASE WHEN ? THEN ?::timestamptz END
-		WHERE id = ?`, string(d.Status), d.Subject, d.ProviderID, d.Text, d.HTML, d.Error,
-		d.Status == MailSent, d.At, id).Exec(ctx)
+	err := t.exec(ctx, finishMail, string(d.Status), d.Subject, d.ProviderID, d.Text, d.HTML, d.Error, d.Status == MailSent, d.At, id)
 	if err != nil {
 		return fmt.Errorf("postgres.FinishMail(%d): %w", id, err)
 	}

@@ -29,11 +29,9 @@ var ErrNotFound = policy.ErrNotFound
 type Store struct {
 	db        *bun.DB
 	companies *companyCache
-	// allowedLogins is RecordAllowedLogins' statement, shared by copies
-	// of the store.
-	allowedLogins *prepared
-	// checkAccount is CheckAccount's, likewise.
-	checkAccount *prepared
+	// prepared holds the declared statements (newStatement), shared by
+	// copies of the store.
+	prepared *preparedSet
 }
 
 // DefaultMaxConns is the connection pool of one process: enough for a
@@ -59,10 +57,7 @@ func Open(ctx context.Context, dsn string, maxConns ...int) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("postgres.Open: %w", err)
 	}
-	return &Store{db: db,
-		allowedLogins: &prepared{name: "RecordAllowedLogins", query: recordAllowedLoginsSQL},
-		checkAccount:  &prepared{name: "CheckAccount", query: checkAccountSQL},
-	}, nil
+	return &Store{db: db, prepared: newPreparedSet()}, nil
 }
 
 // Trace records a span for every statement (bunotel), under the span of
@@ -74,9 +69,24 @@ func (s *Store) Trace() {
 
 // Close releases the connections.
 func (s *Store) Close() error {
-	s.allowedLogins.close()
-	s.checkAccount.close()
+	s.prepared.close()
 	return s.db.Close()
+}
+
+// scanOne runs st in the transaction and scans its one row into dest
+// (Store.scanOne).
+func (t *Tx) scanOne(ctx context.Context, st *statement, args []any, dest ...any) error {
+	return t.s.scanOne(ctx, t.tx.Tx, st, args, dest...)
+}
+
+// scanAll runs st in the transaction and scans its rows into dest.
+func (t *Tx) scanAll(ctx context.Context, st *statement, dest any, args ...any) error {
+	return t.s.scanAll(ctx, t.tx.Tx, st, dest, args...)
+}
+
+// exec runs st in the transaction.
+func (t *Tx) exec(ctx context.Context, st *statement, args ...any) error {
+	return t.s.exec(ctx, t.tx.Tx, st, args...)
 }
 
 // Ping reports whether the database answers; /readyz uses it.
@@ -86,12 +96,14 @@ func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
 // handler decides, the Tx only reads and writes.
 type Tx struct {
 	tx bun.Tx
+	s  *Store
 }
 
 // WithTx runs fn in a transaction and commits when fn returns nil.
 func (s *Store) WithTx(ctx context.Context, fn func(*Tx) error) error {
+	s.prepared.prepareAll(ctx, s.db.DB)
 	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		return fn(&Tx{tx: tx})
+		return fn(&Tx{tx: tx, s: s})
 	})
 }
 

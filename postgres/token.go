@@ -14,12 +14,14 @@ import (
 // issued, zero if never: the resend rate limit reads it.
 func (t *Tx) LatestTokenIssuedAt(ctx context.Context, accountID int64) (time.Time, error) {
 	var at sql.NullTime
-	err := t.tx.NewRaw(`SELECT max(created_at) FROM verification_tokens WHERE account_id = ?`, accountID).Scan(ctx, &at)
-	if err != nil {
+	if err := t.scanOne(ctx, latestTokenIssuedAt, []any{accountID}, &at); err != nil {
 		return time.Time{}, fmt.Errorf("postgres.LatestTokenIssuedAt(%d): %w", accountID, err)
 	}
 	return at.Time, nil
 }
+
+var latestTokenIssuedAt = newStatement("LatestTokenIssuedAt",
+	`SELECT max(created_at) FROM verification_tokens WHERE account_id = $1`)
 
 // Token is a verification link as stored.
 type Token struct {
@@ -36,19 +38,22 @@ type Token struct {
 // IssueToken stores a new live token for the account and revokes the one it
 // supersedes, so only the newest email's link works.
 func (t *Tx) IssueToken(ctx context.Context, tok Token) (int64, error) {
-	if _, err := t.tx.NewRaw(`UPDATE verification_tokens SET revoked_at = ?, revoked_reason = 'superseded'
-		WHERE account_id = ? AND consumed_at IS NULL AND revoked_at IS NULL`, tok.CreatedAt, tok.AccountID).Exec(ctx); err != nil {
+	if err := t.exec(ctx, supersedeTokens, tok.CreatedAt, tok.AccountID); err != nil {
 		return 0, fmt.Errorf("postgres.IssueToken(%d): revoke: %w", tok.AccountID, err)
 	}
 	var id int64
-	err := t.tx.NewRaw(`INSERT INTO verification_tokens (account_id, token_hash, seed, email, attempt_id, created_at, expires_at)
-		VALUES (?, ?, ?, ?, nullif(?, 0), ?, ?) RETURNING id`,
-		tok.AccountID, tok.Hash[:], tok.Seed, tok.Email, tok.AttemptID, tok.CreatedAt, tok.ExpiresAt).Scan(ctx, &id)
-	if err != nil {
+	if err := t.scanOne(ctx, insertToken, []any{tok.AccountID, tok.Hash[:], tok.Seed, tok.Email, tok.AttemptID, tok.CreatedAt, tok.ExpiresAt}, &id); err != nil {
 		return 0, fmt.Errorf("postgres.IssueToken(%d): %w", tok.AccountID, err)
 	}
 	return id, nil
 }
+
+var (
+	supersedeTokens = newStatement("IssueToken.supersede", `UPDATE verification_tokens SET revoked_at = $1, revoked_reason = 'superseded'
+		WHERE account_id = $2 AND consumed_at IS NULL AND revoked_at IS NULL`)
+	insertToken = newStatement("IssueToken", `INSERT INTO verification_tokens (account_id, token_hash, seed, email, attempt_id, created_at, expires_at)
+		VALUES ($1, $2, $3, $4, nullif($5::bigint, 0), $6, $7) RETURNING id`)
+)
 
 // LiveTokenSeed returns the seed and hash of token id when it is still the
 // account's usable link at now: not consumed, revoked or expired, and still
@@ -57,22 +62,25 @@ func (t *Tx) IssueToken(ctx context.Context, tok Token) (int64, error) {
 // dead link. A token issued before seeds existed has no seed: its task
 // carries the token, whose hash the caller compares.
 func (t *Tx) LiveTokenSeed(ctx context.Context, id int64, now time.Time) (seed []byte, hash policy.TokenHash, live bool, err error) {
-	var r struct {
-		Seed []byte
-		Hash []byte
-	}
-	err = t.tx.NewRaw(`SELECT vt.seed, vt.token_hash AS hash FROM verification_tokens vt JOIN accounts a ON a.id = vt.account_id
-		WHERE vt.id = ? AND vt.consumed_at IS NULL AND vt.revoked_at IS NULL
-		AND vt.expires_at > ? AND a.status = 'active' AND a.email = vt.email`, id, now).Scan(ctx, &r)
-	if errors.Is(err, sql.ErrNoRows) {
+	var stored []byte
+	err = t.scanOne(ctx, liveTokenSeed, []any{id, now}, &seed, &stored, &live)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && !live {
 		return nil, hash, false, nil
 	}
 	if err != nil {
 		return nil, hash, false, fmt.Errorf("postgres.LiveTokenSeed(%d): %w", id, err)
 	}
-	copy(hash[:], r.Hash)
-	return r.Seed, hash, true, nil
+	copy(hash[:], stored)
+	return seed, hash, true, nil
 }
+
+// liveTokenSeed reads the token by its key and says in a column whether
+// it is live: with the liveness in WHERE, the planner may match the
+// partial index of live tokens and walk all of them to find one id.
+var liveTokenSeed = newStatement("LiveTokenSeed", `SELECT vt.seed, vt.token_hash,
+		coalesce(vt.consumed_at IS NULL AND vt.revoked_at IS NULL AND vt.expires_at > $2 AND a.status = 'active' AND a.email = vt.email, false)
+	FROM verification_tokens vt JOIN accounts a ON a.id = vt.account_id
+	WHERE vt.id = $1`)
 
 // RevokeToken revokes one token, for a link whose email could not be sent.
 func (t *Tx) RevokeToken(ctx context.Context, id int64, reason string, at time.Time) error {

@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS verification_tokens_account;
