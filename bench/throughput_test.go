@@ -94,14 +94,19 @@ func newFixture(b *testing.B, active, dormant int, recipients bool) fixture {
 func (f fixture) loginMix(n int) []tasks.LoginAttempt {
 	out := make([]tasks.LoginAttempt, n)
 	r := rand.New(rand.NewPCG(1, 2))
-	d := 0
+	// BENCH_MIX_DORMANT_PERCENT=0 leaves the dormant logins out, to
+	// tell their share of the mix's time.
+	d, dormantPct := 0, 2
+	if v, err := strconv.Atoi(os.Getenv("BENCH_MIX_DORMANT_PERCENT")); err == nil && v >= 0 {
+		dormantPct = v
+	}
 	for i := range out {
 		p := tasks.LoginAttempt{
 			CompanyID: f.company, Method: policy.MethodPassword, IP: "203.0.113.9", At: time.Now(),
 			UserAgent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36",
 		}
 		switch x := i % 100; {
-		case x < 2 && d < f.dormant:
+		case x < dormantPct && d < f.dormant:
 			d++
 			p.LoginID = fmt.Sprintf("d%d@example.com", d)
 		case x < 10:

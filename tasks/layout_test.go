@@ -73,8 +73,8 @@ func TestClientLayout(t *testing.T) {
 	defer insp.Close()
 	ctx := context.Background()
 	layout := tasks.Layout{CriticalQueues: 3, Retention: tasks.TaskRetention{LoginAttempts: 10 * time.Minute, Directory: tasks.KeepNone, Emails: time.Hour}}
-	spread := tasks.NewClient(q, nil, nil, tasks.WithLayout(layout))
-	plain := tasks.NewClient(q, nil, nil)
+	spread := tasks.NewClient(q, nil, atClock, tasks.WithLayout(layout))
+	plain := tasks.NewClient(q, nil, atClock)
 
 	p := validAttempt()
 	p.AttemptKey = testenv.UniqueID("layout")

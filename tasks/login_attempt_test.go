@@ -17,6 +17,11 @@ import (
 
 var at = time.Date(2026, 11, 26, 1, 0, 0, 0, time.UTC)
 
+// atClock is a host client's clock a minute after the fixtures' attempts,
+// so that a client's check of the attempt's time never depends on the day
+// the tests run.
+func atClock() time.Time { return at.Add(time.Minute) }
+
 func validAttempt() tasks.LoginAttempt {
 	return tasks.LoginAttempt{
 		AttemptKey: "k1", CompanyID: "acme", LoginID: "taro@example.com", Method: policy.MethodPassword,
@@ -165,7 +170,7 @@ func TestLoginAttemptTaskIDNamesTheAttempt(t *testing.T) {
 	if _, err := q.Enqueue(b); !errors.Is(err, asynq.ErrTaskIDConflict) {
 		t.Errorf("second enqueue of one attempt: %v, want ErrTaskIDConflict", err)
 	}
-	c := tasks.NewClient(q, nil, nil)
+	c := tasks.NewClient(q, nil, atClock)
 	if err := c.ReportLoginAttempt(context.Background(), validAttempt()); err != nil {
 		t.Errorf("ReportLoginAttempt of a queued attempt: %v", err)
 	}

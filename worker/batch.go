@@ -3,20 +3,26 @@ package worker
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/dormancy/dormancy/postgres"
 )
 
 // loginBatcher records ordinary logins in batches: while one statement
 // runs, the attempts that arrive meanwhile queue up and go together in the
-// next. An idle worker sends a batch of one at once, so a batch never waits
-// for company; a busy one pays one round trip for many attempts. This is
-// the group commit of databases, applied to the 90 % of attempts that
-// only move a login date.
+// next. An idle worker sends a batch of one at once, so a quiet hour's
+// logins never wait for company. A busy one (its last batch carried more
+// than one) lingers a moment for more before it sends: the statement's
+// fixed cost (a round trip, a commit, the executor's start) is most of a
+// small batch's, so eight attempts cost little more than three, and the
+// moment spent waiting is less than the Postgres time the larger batch
+// saves the other tasks. This is the group commit of databases, applied
+// to the 90 % of attempts that only move a login date.
 type loginBatcher struct {
 	store   *postgres.Store
 	metrics *Metrics
 	max     int
+	linger  time.Duration
 	in      chan batchItem
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -33,14 +39,18 @@ type batchResult struct {
 }
 
 // newLoginBatcher starts lanes goroutines, each running one statement at a
-// time with up to max attempts.
-func newLoginBatcher(store *postgres.Store, metrics *Metrics, lanes, max int) *loginBatcher {
-	b := &loginBatcher{store: store, metrics: metrics, max: max, in: make(chan batchItem, lanes*max), stop: make(chan struct{})}
+// time with up to max attempts, lingering up to linger for them when busy.
+func newLoginBatcher(store *postgres.Store, metrics *Metrics, lanes, max int, linger time.Duration) *loginBatcher {
+	b := &loginBatcher{store: store, metrics: metrics, max: max, linger: linger, in: make(chan batchItem, lanes*max), stop: make(chan struct{})}
+	b.start(lanes)
+	return b
+}
+
+func (b *loginBatcher) start(lanes int) {
 	for range lanes {
 		b.wg.Add(1)
 		go b.lane()
 	}
-	return b
 }
 
 // record hands one attempt to the batcher and waits for its batch. It
@@ -64,21 +74,41 @@ func (b *loginBatcher) record(ctx context.Context, a postgres.Attempt) (bool, er
 func (b *loginBatcher) lane() {
 	defer b.wg.Done()
 	items := make([]batchItem, 0, b.max)
+	// Since Go 1.23 a stopped or reset timer delivers no stale tick.
+	linger := time.NewTimer(b.linger)
+	linger.Stop()
+	busy := false
 	for {
 		select {
 		case <-b.stop:
 			return
 		case first := <-b.in:
 			items = append(items[:0], first)
+			var until <-chan time.Time // nil: take only what is waiting
+			if busy && b.linger > 0 {
+				linger.Reset(b.linger)
+				until = linger.C
+			}
 		fill:
 			for len(items) < b.max {
+				if until == nil {
+					select {
+					case it := <-b.in:
+						items = append(items, it)
+						continue
+					default:
+						break fill
+					}
+				}
 				select {
 				case it := <-b.in:
 					items = append(items, it)
-				default:
+				case <-until:
 					break fill
 				}
 			}
+			linger.Stop()
+			busy = len(items) > 1
 			b.flush(items)
 		}
 	}

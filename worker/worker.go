@@ -221,8 +221,10 @@ func NewHandlers(cfg Config) *Handlers {
 		platform:   cfg.PlatformName,
 		helpURL:    cfg.HelpURL,
 		metrics:    cfg.Metrics,
-		// Two lanes keep one statement in flight while the next batch fills.
-		logins:         newLoginBatcher(cfg.Store, cfg.Metrics, 2, 64),
+		// One lane: the next batch fills while its statement runs, and
+		// a second lane only split the waiting attempts into smaller
+		// batches (BENCHMARKS.md).
+		logins:         newLoginBatcher(cfg.Store, cfg.Metrics, 1, 64, 500*time.Microsecond),
 		emailMaxRetry:  cfg.EmailMaxRetry,
 		retention:      cfg.Retention,
 		sweepGuard:     cfg.SweepGuard,
