@@ -223,3 +223,17 @@ func TestBadTimeNamesItsField(t *testing.T) {
 		t.Errorf("bad period: %v, want a FieldError on period", err)
 	}
 }
+
+// BenchmarkDecodeLoginAttempt is the worker's read of every attempt.
+func BenchmarkDecodeLoginAttempt(b *testing.B) {
+	task, err := tasks.NewLoginAttemptTask(validAttempt())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := tasks.DecodeLoginAttempt(task.Payload()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

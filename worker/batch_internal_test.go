@@ -95,17 +95,24 @@ func (l *batchLane) batches() (uint64, float64) {
 	return h.GetSampleCount(), h.GetSampleSum()
 }
 
-// An idle lane sends what is waiting at once; a busy one (its last batch
-// carried more than one) waits for company, up to its linger, so that
-// under load one statement carries many attempts.
-func TestBatcherLingersOnlyWhenBusy(t *testing.T) {
-	l := newBatchLane(t, 3, time.Hour)
+// busyLane is a lane that has sent one batch of the two attempts that
+// waited when it started: it is busy now.
+func busyLane(t *testing.T, max int, linger time.Duration) *batchLane {
+	l := newBatchLane(t, max, linger)
 	l.send()
 	l.send()
 	l.queued(2)
 	l.start(1)
-	// Idle: the two go together without waiting out the hour.
 	l.done(2)
+	return l
+}
+
+// An idle lane sends what is waiting at once; a busy one (its last batch
+// carried more than one) waits for company, up to its linger, so that
+// under load one statement carries many attempts.
+func TestBatcherLingersOnlyWhenBusy(t *testing.T) {
+	// Idle at its start: the two go together without waiting out the hour.
+	l := busyLane(t, 3, time.Hour)
 	if n, sum := l.batches(); n != 1 || sum != 2 {
 		t.Fatalf("first batch: %d statements of %v attempts, want 1 of 2", n, sum)
 	}
@@ -122,12 +129,7 @@ func TestBatcherLingersOnlyWhenBusy(t *testing.T) {
 // A busy lane's linger ends: an attempt that finds no company is sent
 // alone once the linger has passed.
 func TestBatcherLingerEnds(t *testing.T) {
-	l := newBatchLane(t, 8, time.Millisecond)
-	l.send()
-	l.send()
-	l.queued(2)
-	l.start(1)
-	l.done(2)
+	l := busyLane(t, 8, time.Millisecond)
 	l.send()
 	l.done(1)
 	if n, sum := l.batches(); n != 2 || sum != 3 {
