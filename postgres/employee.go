@@ -301,13 +301,13 @@ var (
 )
 
 var (
-	applyLock = newStatement("ApplyDecision.lock", `UPDATE accounts SET lock_state = 'locked', lock_reason = $1, locked_at = $2,
+	applyLock = audited("ApplyDecision.lock", `UPDATE accounts SET lock_state = 'locked', lock_reason = $1, locked_at = $2,
 		unlocked_until = NULL, lapsed_unlock_until = NULL, updated_at = now() WHERE id = $3`)
 	// As the relock job does (RelockBatch): the lock dates from the
 	// deadline, which it keeps, so a login answered before it counts.
-	applyRelock = newStatement("ApplyDecision.relock", `UPDATE accounts SET lock_state = 'locked', lock_reason = $1, locked_at = unlocked_until,
+	applyRelock = audited("ApplyDecision.relock", `UPDATE accounts SET lock_state = 'locked', lock_reason = $1, locked_at = unlocked_until,
 		lapsed_unlock_until = unlocked_until, unlocked_until = NULL, updated_at = now() WHERE id = $2`)
-	applyActivate = newStatement("ApplyDecision.activate", `UPDATE accounts SET lock_state = 'active', lock_reason = NULL, locked_at = NULL,
+	applyActivate = audited("ApplyDecision.activate", `UPDATE accounts SET lock_state = 'active', lock_reason = NULL, locked_at = NULL,
 		unlocked_until = NULL, lapsed_unlock_until = NULL, last_login_at = greatest(last_login_at, $1), updated_at = now()
 		WHERE id = $2`)
 	applyLoginDate = newStatement("ApplyDecision.loginDate", `UPDATE accounts SET last_login_at = greatest(last_login_at, $1) WHERE id = $2`)
@@ -318,17 +318,19 @@ var (
 // decidedAt is dormancy's own time of the answer: a lock takes effect from
 // it, and it is the login date an allowed interactive login sets.
 func (t *Tx) ApplyDecision(ctx context.Context, e policy.Employee, d policy.Decision, decidedAt time.Time, ev Event) error {
+	event := func(k EventKind) Event {
+		ev.Kind, ev.CompanyID, ev.AccountID = k, e.CompanyID, e.ID
+		ev.Detail = mergeDetail(ev.Detail, map[string]any{"reason": string(d.Reason), "outcome": string(d.Outcome)})
+		return ev
+	}
 	var err error
 	switch d.Transition {
 	case policy.TransitionLock:
-		err = t.exec(ctx, applyLock, string(d.Reason), decidedAt, e.ID)
-		ev.Kind = EventLocked
+		err = t.execAudited(ctx, applyLock, event(EventLocked), string(d.Reason), decidedAt, e.ID)
 	case policy.TransitionRelock:
-		err = t.exec(ctx, applyRelock, string(d.Reason), e.ID)
-		ev.Kind = EventRelocked
+		err = t.execAudited(ctx, applyRelock, event(EventRelocked), string(d.Reason), e.ID)
 	case policy.TransitionActivate:
-		err = t.exec(ctx, applyActivate, decidedAt, e.ID)
-		ev.Kind = EventActivated
+		err = t.execAudited(ctx, applyActivate, event(EventActivated), decidedAt, e.ID)
 	default:
 		if d.UpdateLoginDate {
 			err = t.exec(ctx, applyLoginDate, decidedAt, e.ID)
@@ -337,10 +339,5 @@ func (t *Tx) ApplyDecision(ctx context.Context, e policy.Employee, d policy.Deci
 	if err != nil {
 		return fmt.Errorf("postgres.ApplyDecision(%d): %w", e.ID, err)
 	}
-	if ev.Kind == "" {
-		return nil
-	}
-	ev.CompanyID, ev.AccountID = e.CompanyID, e.ID
-	ev.Detail = mergeDetail(ev.Detail, map[string]any{"reason": string(d.Reason), "outcome": string(d.Outcome)})
-	return t.Audit(ctx, ev)
+	return nil
 }

@@ -77,34 +77,36 @@ var insertMail = newStatement("InsertMail", `WITH ins AS (
 		ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)
 	SELECT id FROM ins UNION ALL SELECT id FROM mails WHERE idempotency_key = $7 LIMIT 1`)
 
-// Recipient is a login notification recipient due an alert.
-type Recipient struct {
-	AccountID int64
-	Email     string
-}
-
-// AlertRecipientsDue lists the company's login notification recipients who
-// are to be alerted about account at now: active, with an address, not the
-// account itself, and not alerted about it within the window. The caller
-// holds the account's row lock, so two attempts cannot both find a
+// InsertAlertMails writes to the outbox, in one statement, an alert about
+// the attempt to each of the company's login notification recipients who
+// is due one at now: active, with an address, not the account itself, and
+// not alerted about it within the window. It returns the mails' ids. The
+// caller holds the account's row lock, so two attempts cannot both find a
 // recipient due.
-func (t *Tx) AlertRecipientsDue(ctx context.Context, companyID string, accountID int64, window time.Duration, now time.Time) ([]Recipient, error) {
-	var rs []Recipient
-	if err := t.scanAll(ctx, alertRecipientsDue, &rs, companyID, accountID, string(MailDormantLoginAlert), now.Add(-window)); err != nil {
-		return nil, fmt.Errorf("postgres.AlertRecipientsDue(%q, %d): %w", companyID, accountID, err)
+func (t *Tx) InsertAlertMails(ctx context.Context, companyID string, accountID, attemptID int64, locale policy.Locale, window time.Duration, now time.Time) ([]int64, error) {
+	var ids []int64
+	err := t.scanAll(ctx, insertAlertMails, &ids, companyID, accountID, string(MailDormantLoginAlert), now.Add(-window), string(locale), attemptID, now)
+	if err != nil {
+		return nil, fmt.Errorf("postgres.InsertAlertMails(%q, %d): %w", companyID, accountID, err)
 	}
-	return rs, nil
+	return ids, nil
 }
 
-var alertRecipientsDue = newStatement("AlertRecipientsDue", `SELECT r.account_id, ra.email
-	FROM login_notification_recipients r
-	JOIN accounts ra ON ra.id = r.account_id
-	WHERE r.company_id = $1 AND ra.company_id = r.company_id AND ra.status = 'active'
-	  AND ra.email IS NOT NULL AND ra.id <> $2
-	  AND NOT EXISTS (SELECT 1 FROM mails m
-		WHERE m.kind = $3 AND m.account_id = $2 AND m.recipient_account_id = r.account_id
-		  AND `+sqlAlertedWithin("$4")+`)
-	ORDER BY r.account_id`)
+// The key is the attempt's and the recipient's: a mail per pair, ever.
+var insertAlertMails = newStatement("InsertAlertMails", `WITH due AS (
+		SELECT r.account_id, ra.email
+		FROM login_notification_recipients r
+		JOIN accounts ra ON ra.id = r.account_id
+		WHERE r.company_id = $1 AND ra.company_id = r.company_id AND ra.status = 'active'
+		  AND ra.email IS NOT NULL AND ra.id <> $2
+		  AND NOT EXISTS (SELECT 1 FROM mails m
+			WHERE m.kind = $3 AND m.account_id = $2 AND m.recipient_account_id = r.account_id
+			  AND `+sqlAlertedWithin("$4")+`)
+		ORDER BY r.account_id)
+	INSERT INTO mails (kind, company_id, account_id, recipient_account_id, to_address, locale, idempotency_key, attempt_id, created_at)
+	SELECT $3, $1, $2, due.account_id, due.email, $5, 'alert:' || $6::bigint || ':' || due.account_id, nullif($6::bigint, 0), $7 FROM due
+	ON CONFLICT (idempotency_key) DO NOTHING
+	RETURNING id`)
 
 // PendingMail is an outbox row that still has to be handed to the queue.
 type PendingMail struct {
@@ -252,6 +254,9 @@ type Delivery struct {
 	Text, HTML string
 	Error      string
 	At         time.Time
+	// Audit, when set, is the event that records the outcome, written by
+	// the same statement.
+	Audit *Event
 }
 
 var finishMail = newStatement("FinishMail", `UPDATE mails SET status = $1, subject = $2, provider_id = nullif($3, ''),
@@ -259,9 +264,17 @@ var finishMail = newStatement("FinishMail", `UPDATE mails SET status = $1, subje
 	sent_at = CASE WHEN $7 THEN $8::timestamptz END
 	WHERE id = $9`)
 
+var finishMailAudited = audited("FinishMail+Audit", finishMail.query)
+
 // FinishMail records what became of a mail.
 func (t *Tx) FinishMail(ctx context.Context, id int64, d Delivery) error {
-	err := t.exec(ctx, finishMail, string(d.Status), d.Subject, d.ProviderID, d.Text, d.HTML, d.Error, d.Status == MailSent, d.At, id)
+	args := []any{string(d.Status), d.Subject, d.ProviderID, d.Text, d.HTML, d.Error, d.Status == MailSent, d.At, id}
+	var err error
+	if d.Audit != nil {
+		err = t.execAudited(ctx, finishMailAudited, *d.Audit, args...)
+	} else {
+		err = t.exec(ctx, finishMail, args...)
+	}
 	if err != nil {
 		return fmt.Errorf("postgres.FinishMail(%d): %w", id, err)
 	}

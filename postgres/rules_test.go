@@ -271,7 +271,7 @@ func TestVersionRuleAgrees(t *testing.T) {
 	}
 }
 
-// TestAlertRuleAgrees holds AlertRecipientsDue (sqlAlertedWithin) against
+// TestAlertRuleAgrees holds InsertAlertMails (sqlAlertedWithin) against
 // policy.AlertDue: a recipient alerted about the account exactly one window
 // ago, a microsecond either side of it, long ago, or never.
 func TestAlertRuleAgrees(t *testing.T) {
@@ -301,16 +301,25 @@ func TestAlertRuleAgrees(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		var due []postgres.Recipient
+		var ids []int64
 		if err := b.store.WithTx(b.ctx, func(tx *postgres.Tx) error {
 			var err error
-			due, err = tx.AlertRecipientsDue(b.ctx, b.company, account, p.AlertWindow, now)
+			ids, err = tx.InsertAlertMails(b.ctx, b.company, account, 0, policy.LocaleJA, p.AlertWindow, now)
 			return err
 		}); err != nil {
 			t.Fatal(err)
 		}
-		if got, want := len(due) == 1 && due[0].AccountID == recipient, policy.AlertDue(p, c.last, now); got != want {
-			t.Errorf("%s: SQL says due %v (%+v), policy %v", c.name, got, due, want)
+		got := false
+		if len(ids) == 1 {
+			var to int64
+			if err := b.db.QueryRow(`SELECT recipient_account_id FROM mails WHERE id = $1 AND kind = $2 AND account_id = $3`,
+				ids[0], string(postgres.MailDormantLoginAlert), account).Scan(&to); err != nil {
+				t.Fatal(err)
+			}
+			got = to == recipient
+		}
+		if want := policy.AlertDue(p, c.last, now); got != want || len(ids) > 1 {
+			t.Errorf("%s: SQL wrote alerts %v (due %v), policy says due %v", c.name, ids, got, want)
 		}
 	}
 }

@@ -156,18 +156,16 @@ func (h *Handlers) deliver(ctx context.Context, typ string, p tasks.Email, try t
 		if strings.HasPrefix(providerID, mail.DevProviderPrefix) {
 			d.Text, d.HTML = msg.Text, msg.HTML
 		}
-		if err := tx.FinishMail(ctx, m.ID, d); err != nil {
-			return err
-		}
-		result = postgres.MailSent
 		kind := postgres.EventMailSent
 		if m.Kind == postgres.MailDormantLoginAlert {
 			kind = postgres.EventAlertSent
 		}
-		return tx.Audit(ctx, postgres.Event{
+		d.Audit = &postgres.Event{
 			Kind: kind, CompanyID: m.CompanyID, AccountID: m.AccountID, OccurredAt: now,
 			Detail: map[string]any{"mail_id": m.ID, "mail_kind": string(m.Kind), "recipient_account_id": m.RecipientAccountID, "provider_id": providerID},
-		})
+		}
+		result = postgres.MailSent
+		return tx.FinishMail(ctx, m.ID, d)
 	})
 	return delivery{result: result, permanent: permanent, refused: refused, refusedCompany: refusedCompany}, err
 }
@@ -182,18 +180,15 @@ func lastTry(ctx context.Context) bool {
 
 func (h *Handlers) failMail(ctx context.Context, tx *postgres.Tx, m postgres.Mail, cause error, now time.Time) error {
 	at := now
-	if err := tx.FinishMail(ctx, m.ID, postgres.Delivery{Status: postgres.MailFailed, Error: cause.Error(), At: at}); err != nil {
-		return err
-	}
 	if m.Kind == postgres.MailVerification && m.TokenID != 0 {
 		if err := tx.RevokeToken(ctx, m.TokenID, "undelivered", at); err != nil {
 			return err
 		}
 	}
-	return tx.Audit(ctx, postgres.Event{
+	return tx.FinishMail(ctx, m.ID, postgres.Delivery{Status: postgres.MailFailed, Error: cause.Error(), At: at, Audit: &postgres.Event{
 		Kind: postgres.EventMailFailed, CompanyID: m.CompanyID, AccountID: m.AccountID, OccurredAt: at,
 		Detail: map[string]any{"mail_id": m.ID, "mail_kind": string(m.Kind), "recipient_account_id": m.RecipientAccountID, "error": cause.Error()},
-	})
+	}})
 }
 
 // taskMatchesMail refuses a task that names a mail of another kind. The

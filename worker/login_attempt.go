@@ -102,20 +102,11 @@ func (h *Handlers) LoginAttempt(ctx context.Context, t *asynq.Task) error {
 			}
 		}
 		if decision.Alert {
-			rs, err := tx.AlertRecipientsDue(ctx, e.CompanyID, e.ID, pol.AlertWindow, now)
+			ids, err := tx.InsertAlertMails(ctx, e.CompanyID, e.ID, attemptID, pol.Locale, pol.AlertWindow, now)
 			if err != nil {
 				return err
 			}
-			for _, r := range rs {
-				id, err := tx.InsertMail(ctx, postgres.NewMail{
-					Kind: postgres.MailDormantLoginAlert, CompanyID: e.CompanyID, AccountID: e.ID,
-					RecipientAccountID: r.AccountID, To: r.Email, Locale: pol.Locale, AttemptID: attemptID,
-					IdempotencyKey: "alert:" + strconv.FormatInt(attemptID, 10) + ":" + strconv.FormatInt(r.AccountID, 10),
-					CreatedAt:      now,
-				})
-				if err != nil {
-					return err
-				}
+			for _, id := range ids {
 				out = append(out, outgoing{typ: tasks.TypeEmailAlert, email: tasks.Email{MailID: id}})
 			}
 		}
