@@ -70,7 +70,8 @@ type Event struct {
 	ActorAccountID int64
 	Detail         map[string]any
 	RequestID      string
-	OccurredAt     time.Time
+	// OccurredAt must be set: the driver sends a zero time as NULL.
+	OccurredAt time.Time
 }
 
 // Audit records ev in the transaction, so the event exists exactly when the
@@ -118,10 +119,18 @@ func auditArgs(ev Event) ([]any, error) {
 // of what such a login costs the worker and Postgres. query changes rows
 // and returns none; the event takes the parameters after its own.
 func audited(name, query string) *statement {
-	n := 0
+	seen := map[int]bool{}
 	for _, m := range paramRef.FindAllStringSubmatch(query, -1) {
 		i, _ := strconv.Atoi(m[1])
-		n = max(n, i)
+		seen[i] = true
+	}
+	n := len(seen)
+	for i := 1; i <= n; i++ {
+		if !seen[i] {
+			// A gap means a "$n" the count misread (in a literal, say):
+			// the event's parameters would land in the wrong columns.
+			panic(fmt.Sprintf("postgres: statement %s: parameters are not $1 to $%d", name, n))
+		}
 	}
 	return newStatement(name, "WITH change AS ("+query+")\n\t"+insertAudit+
 		auditValues(func(i int) string { return "$" + strconv.Itoa(n+i) }))

@@ -82,7 +82,10 @@ var insertMail = newStatement("InsertMail", `WITH ins AS (
 // is due one at now: active, with an address, not the account itself, and
 // not alerted about it within the window. It returns the mails' ids. The
 // caller holds the account's row lock, so two attempts cannot both find a
-// recipient due.
+// recipient due. Only mails it writes are returned: a mail already under
+// a pair's key is an alert about this account sent for this attempt, which
+// the window keeps from being due, and a redelivered attempt queues its
+// pending mails by another path (the worker's requeueAttemptMail).
 func (t *Tx) InsertAlertMails(ctx context.Context, companyID string, accountID, attemptID int64, locale policy.Locale, window time.Duration, now time.Time) ([]int64, error) {
 	var ids []int64
 	err := t.scanAll(ctx, insertAlertMails, &ids, companyID, accountID, string(MailDormantLoginAlert), now.Add(-window), string(locale), attemptID, now)
@@ -255,7 +258,7 @@ type Delivery struct {
 	Error      string
 	At         time.Time
 	// Audit, when set, is the event that records the outcome, written by
-	// the same statement.
+	// the same statement: a sent mail is one round trip, not two.
 	Audit *Event
 }
 

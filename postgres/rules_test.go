@@ -312,11 +312,15 @@ func TestAlertRuleAgrees(t *testing.T) {
 		got := false
 		if len(ids) == 1 {
 			var to int64
-			if err := b.db.QueryRow(`SELECT recipient_account_id FROM mails WHERE id = $1 AND kind = $2 AND account_id = $3`,
-				ids[0], string(postgres.MailDormantLoginAlert), account).Scan(&to); err != nil {
+			var key string
+			if err := b.db.QueryRow(`SELECT recipient_account_id, idempotency_key FROM mails WHERE id = $1 AND kind = $2 AND account_id = $3`,
+				ids[0], string(postgres.MailDormantLoginAlert), account).Scan(&to, &key); err != nil {
 				t.Fatal(err)
 			}
 			got = to == recipient
+			if want := fmt.Sprintf("alert:0:%d", recipient); key != want {
+				t.Errorf("%s: idempotency key %q, want %q", c.name, key, want)
+			}
 		}
 		if want := policy.AlertDue(p, c.last, now); got != want || len(ids) > 1 {
 			t.Errorf("%s: SQL wrote alerts %v (due %v), policy says due %v", c.name, ids, got, want)
