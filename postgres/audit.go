@@ -85,7 +85,7 @@ func (s *Store) Audit(ctx context.Context, ev Event) error { return audit(ctx, s
 func audit(ctx context.Context, db bun.IDB, ev Event) error {
 	args, err := auditArgs(ev)
 	if err == nil {
-		_, err = db.NewRaw(insertAudit+auditValues(func(int) string { return "?" }), args...).Exec(ctx)
+		_, err = db.NewRaw(insertAuditFormatted, args...).Exec(ctx)
 	}
 	if err != nil {
 		return fmt.Errorf("postgres.Audit(%s): %w", ev.Kind, err)
@@ -94,6 +94,10 @@ func audit(ctx context.Context, db bun.IDB, ev Event) error {
 }
 
 const insertAudit = `INSERT INTO audit_events (company_id, account_id, actor_account_id, kind, detail, request_id, occurred_at) VALUES `
+
+// insertAuditFormatted is an event's insert on its own, as bun formats
+// it: built once, not on every Audit.
+var insertAuditFormatted = insertAudit + auditValues(func(int) string { return "?" })
 
 // auditValues is one event's row of values, its parameters named by
 // param(1) to param(7) in auditArgs' order.
