@@ -20,7 +20,7 @@ import (
 func BenchmarkLoginBatchStatement(b *testing.B) {
 	store := testenv.Store(b)
 	f := newFixture(b, 5000, 1, false)
-	mix := f.loginMix(10000)
+	mix := f.loginMix(10000, mixDormantPercent())
 	n := envInt("BENCH_BATCH_STATEMENTS", 500)
 	// Every attempt of the mix has the same User-Agent; classifying it
 	// once keeps the parser out of the statement's time.

@@ -136,7 +136,7 @@ func spreadAttempts(b *testing.B, n int) []*asynq.Task {
 	}
 	var parts [][]*asynq.Task
 	for _, f := range fs {
-		parts = append(parts, attemptTasks(b, f, n/3))
+		parts = append(parts, attemptTasks(b, f, n/3, mixDormantPercent()))
 	}
 	var out []*asynq.Task
 	for i := range n / 3 {
@@ -235,7 +235,7 @@ func BenchmarkRetainedTaskMemory(b *testing.B) {
 	for _, keep := range []time.Duration{0, tasks.KeepNone, 10 * time.Minute} {
 		layout := tasks.Layout{Retention: tasks.TaskRetention{LoginAttempts: cmp.Or(keep, tasks.KeepNone)}}
 		before := used()
-		for _, t := range attemptTasks(b, f, n) {
+		for _, t := range attemptTasks(b, f, n, mixDormantPercent()) {
 			info, err := q.Enqueue(t, layout.Options(t)...)
 			if err != nil {
 				b.Fatal(err)

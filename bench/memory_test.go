@@ -79,7 +79,7 @@ func BenchmarkWorkerMemory(b *testing.B) {
 	w := startWorker(b, bin, fake.URL(), 1000)
 	q := asynq.NewClient(testenv.RedisOpt())
 	defer q.Close()
-	for _, t := range attemptTasks(b, f, burst) {
+	for _, t := range attemptTasks(b, f, burst, mixDormantPercent()) {
 		if _, err := q.EnqueueContext(ctx, t); err != nil {
 			b.Fatal(err)
 		}
