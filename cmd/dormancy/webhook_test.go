@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dormancy/dormancy/postgres"
 	"github.com/dormancy/dormancy/webhook"
@@ -54,7 +55,11 @@ func TestWebhookCommand(t *testing.T) {
 	if out := mustOut(t, cmd, "deliveries", id); !strings.Contains(out, "msg_") || !strings.Contains(out, "pending") {
 		t.Errorf("deliveries: %q", out)
 	}
-	if out := mustOut(t, cmd, "replay", id, "-since", "2000-01-01T00:00:00Z", "-until", "2100-01-01T00:00:00Z"); !strings.HasPrefix(out, "1 deliveries") {
+	// The window is the event's own hour, not fixed dates a run could
+	// outlive.
+	at := eps[0].CreatedAt
+	since, until := at.Add(-time.Hour).Format(time.RFC3339), at.Add(time.Hour).Format(time.RFC3339)
+	if out := mustOut(t, cmd, "replay", id, "-since", since, "-until", until); !strings.HasPrefix(out, "1 deliveries") {
 		t.Errorf("replay: %q", out)
 	}
 	mustOut(t, cmd, "remove", id)
