@@ -423,6 +423,13 @@ func TestRejectedTaskLogsOneLine(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// The line names the task, as every line a handler logs does.
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "task rejected") &&
+			(!strings.Contains(line, `"task_id":"`+info.ID+`"`) || !strings.Contains(line, `"task_type":"login:attempt"`) || !strings.Contains(line, `"retry":0`)) {
+			t.Errorf("the rejection does not name its task: %s", line)
+		}
+	}
 	var loud int
 	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
 		if (strings.Contains(line, `"level":"WARN"`) || strings.Contains(line, `"level":"ERROR"`)) && !strings.Contains(line, "started") {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -97,6 +98,25 @@ func (h *Handlers) Close() {
 
 type loggerKey struct{}
 
+// taskLog is a task's logger, built on first use: most tasks (an ordinary
+// login) log nothing, and a logger's attributes are formatted as it is
+// built, which cost every task a few microseconds for nothing.
+type taskLog struct {
+	base  *slog.Logger
+	id    string
+	typ   string
+	retry int
+	once  sync.Once
+	l     *slog.Logger
+}
+
+func (t *taskLog) get() *slog.Logger {
+	t.once.Do(func() {
+		t.l = t.base.With(slog.String("task_id", t.id), slog.String("task_type", t.typ), slog.Int("retry", t.retry))
+	})
+	return t.l
+}
+
 // logTask gives every handler a logger carrying the task's id and type,
 // and logs each task's end with its duration.
 func (h *Handlers) logTask(next asynq.Handler) asynq.Handler {
@@ -110,22 +130,22 @@ func (h *Handlers) logTask(next asynq.Handler) asynq.Handler {
 			trace.WithSpanKind(trace.SpanKindConsumer),
 			trace.WithAttributes(attribute.String("messaging.message.id", id), attribute.Int("asynq.retry", retry)))
 		defer span.End()
-		l := h.log.With(slog.String("task_id", id), slog.String("task_type", t.Type()), slog.Int("retry", retry))
+		l := &taskLog{base: h.log, id: id, typ: t.Type(), retry: retry}
 		start := time.Now()
 		err := next.ProcessTask(context.WithValue(ctx, loggerKey{}, l), t)
 		if err != nil {
 			span.SetStatus(codes.Error, err.Error())
 		}
-		if err == nil {
-			l.Debug("task done", slog.Duration("took", time.Since(start)))
+		if err == nil && h.log.Enabled(ctx, slog.LevelDebug) {
+			l.get().Debug("task done", slog.Duration("took", time.Since(start)))
 		}
 		return err
 	})
 }
 
 func (h *Handlers) logger(ctx context.Context) *slog.Logger {
-	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
-		return l
+	if l, ok := ctx.Value(loggerKey{}).(*taskLog); ok {
+		return l.get()
 	}
 	return h.log
 }
