@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -161,8 +160,8 @@ func (h *Handlers) sendNow(ctx context.Context, out []outgoing) []outgoing {
 }
 
 // issueVerification creates a live token superseding any other and, for a
-// new mail, the outbox row; for mailID != 0 it re-points that pending mail
-// at the new token.
+// new mail, the outbox row and the event, in one statement (IssueLink);
+// for mailID != 0 it re-points that pending mail at the new token.
 func (h *Handlers) issueVerification(ctx context.Context, tx *postgres.Tx, e policy.Employee, pol policy.Policy, attemptID, mailID int64, requestID string) (outgoing, error) {
 	now := h.now()
 	seed, err := policy.NewTokenSeed(h.random)
@@ -170,23 +169,19 @@ func (h *Handlers) issueVerification(ctx context.Context, tx *postgres.Tx, e pol
 		return outgoing{}, err
 	}
 	_, hash := policy.DeriveToken(h.secret, seed)
-	tokenID, err := tx.IssueToken(ctx, postgres.Token{
+	tok := postgres.Token{
 		AccountID: e.ID, Hash: hash, Seed: seed, Email: e.Email, AttemptID: attemptID,
 		CreatedAt: now, ExpiresAt: policy.TokenExpiry(pol, now),
-	})
+	}
+	if mailID == 0 {
+		tokenID, mailID, err := tx.IssueLink(ctx, tok, e.CompanyID, pol.Locale, requestID)
+		return outgoing{typ: tasks.TypeEmailVerification, email: tasks.Email{MailID: mailID, TokenID: tokenID}}, err
+	}
+	tokenID, err := tx.IssueToken(ctx, tok)
 	if err != nil {
 		return outgoing{}, err
 	}
-	if mailID == 0 {
-		mailID, err = tx.InsertMail(ctx, postgres.NewMail{
-			Kind: postgres.MailVerification, CompanyID: e.CompanyID, AccountID: e.ID, To: e.Email,
-			Locale: pol.Locale, AttemptID: attemptID, TokenID: tokenID, CreatedAt: now,
-			IdempotencyKey: "verification:" + strconv.FormatInt(tokenID, 10),
-		})
-	} else {
-		err = tx.SetMailToken(ctx, mailID, tokenID)
-	}
-	if err != nil {
+	if err := tx.SetMailToken(ctx, mailID, tokenID); err != nil {
 		return outgoing{}, err
 	}
 	err = tx.Audit(ctx, postgres.Event{
