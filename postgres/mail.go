@@ -174,12 +174,18 @@ type Mail struct {
 	AttemptedAt time.Time
 	IP          netip.Addr
 	Device      policy.DeviceKind
+	// The verification link's token, as LiveTokenSeed reads it at the
+	// instant LockMail was given: read with the mail, since every link
+	// sent needs it.
+	TokenSeed []byte
+	TokenHash policy.TokenHash
+	TokenLive bool
 }
 
 // LockMail loads a mail and holds its row lock while the caller sends it,
 // so two deliveries of one task send once: the second waits, then finds it
-// sent.
-func (t *Tx) LockMail(ctx context.Context, id int64) (Mail, error) {
+// sent. A verification mail's token is read with it, live or not at now.
+func (t *Tx) LockMail(ctx context.Context, id int64, now time.Time) (Mail, error) {
 	var r struct {
 		ID                 int64
 		Kind               string
@@ -206,8 +212,11 @@ func (t *Tx) LockMail(ctx context.Context, id int64) (Mail, error) {
 		AttemptedAt        sql.NullTime
 		IP                 sql.NullString
 		DeviceKind         sql.NullString
+		TokenSeed          []byte
+		TokenHash          []byte
+		TokenLive          bool
 	}
-	err := t.scanOne(ctx, lockMail, []any{id}, &r)
+	err := t.scanOne(ctx, lockMail, []any{id, now}, &r)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Mail{}, fmt.Errorf("postgres.LockMail(%d): %w", id, ErrNotFound)
 	}
@@ -226,8 +235,10 @@ func (t *Tx) LockMail(ctx context.Context, id int64) (Mail, error) {
 		InactivityPeriod: time.Duration(r.InactivityDays) * 24 * time.Hour, PlatformName: r.PlatformName, Name: r.Name, IDKind: policy.IDKind(r.IDKind), LoginID: r.LoginID, Department: r.Department,
 		Retired: r.AccountStatus == "retired", RecipientRetired: r.RecipientStatus.String == "retired",
 		UnlockedUntil: r.UnlockedUntil.Time, AttemptedAt: r.AttemptedAt.Time,
-		Device: policy.DeviceKind(r.DeviceKind.String),
+		Device:    policy.DeviceKind(r.DeviceKind.String),
+		TokenSeed: r.TokenSeed, TokenLive: r.TokenLive,
 	}
+	copy(m.TokenHash[:], r.TokenHash)
 	if r.IP.Valid {
 		m.IP, _ = netip.ParseAddr(r.IP.String)
 	}
@@ -238,12 +249,14 @@ var lockMail = newStatement("LockMail", `SELECT m.id, m.kind, m.status, m.compan
 		m.to_address, m.locale, m.idempotency_key, m.token_id, m.created_at,
 		c.time_zone, c.verification_ttl_seconds AS verification_ttl, c.inactivity_days, c.platform_name, a.name, a.id_kind, a.login_id, a.department, a.status AS account_status,
 		ra.status AS recipient_status, a.unlocked_until,
-		la.attempted_at, host(la.ip) AS ip, la.device_kind
+		la.attempted_at, host(la.ip) AS ip, la.device_kind,
+		vt.seed AS token_seed, vt.token_hash, `+sqlTokenLive("$2")+` AS token_live
 	FROM mails m
 	JOIN companies c ON c.id = m.company_id
 	JOIN accounts a ON a.id = m.account_id
 	LEFT JOIN accounts ra ON ra.id = m.recipient_account_id
 	LEFT JOIN login_attempts la ON la.id = m.attempt_id
+	LEFT JOIN verification_tokens vt ON vt.id = m.token_id AND vt.account_id = a.id
 	WHERE m.id = $1
 	FOR UPDATE OF m`)
 

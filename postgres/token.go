@@ -116,10 +116,17 @@ func (t *Tx) LiveTokenSeed(ctx context.Context, id int64, now time.Time) (seed [
 // liveTokenSeed reads the token by its key and says in a column whether
 // it is live: with the liveness in WHERE, the planner may match the
 // partial index of live tokens and walk all of them to find one id.
-var liveTokenSeed = newStatement("LiveTokenSeed", `SELECT vt.seed, vt.token_hash,
-		coalesce(vt.consumed_at IS NULL AND vt.revoked_at IS NULL AND vt.expires_at > $2 AND a.status = 'active' AND a.email = vt.email, false)
+var liveTokenSeed = newStatement("LiveTokenSeed", `SELECT vt.seed, vt.token_hash, `+sqlTokenLive("$2")+`
 	FROM verification_tokens vt JOIN accounts a ON a.id = vt.account_id
 	WHERE vt.id = $1`)
+
+// sqlTokenLive says whether token vt of account a is a usable link at
+// now: neither consumed, revoked nor expired, its account active and
+// still at the address the link was sent to. False when there is no
+// token. LiveTokenSeed and LockMail read it.
+func sqlTokenLive(now string) string {
+	return `coalesce(vt.consumed_at IS NULL AND vt.revoked_at IS NULL AND vt.expires_at > ` + now + ` AND a.status = 'active' AND a.email = vt.email, false)`
+}
 
 // RevokeToken revokes one token, for a link whose email could not be sent.
 func (t *Tx) RevokeToken(ctx context.Context, id int64, reason string, at time.Time) error {

@@ -80,7 +80,7 @@ func (h *Handlers) deliver(ctx context.Context, typ string, p tasks.Email, try t
 	var refusedCompany string
 	var result postgres.MailStatus
 	err := h.store.WithTx(ctx, func(tx *postgres.Tx) error {
-		m, err := tx.LockMail(ctx, p.MailID)
+		m, err := tx.LockMail(ctx, p.MailID, now)
 		if err != nil {
 			return err
 		}
@@ -96,11 +96,8 @@ func (h *Handlers) deliver(ctx context.Context, typ string, p tasks.Email, try t
 			result = "stale task"
 			return nil
 		}
-		reason, token, err := h.dropReason(ctx, tx, m, p, now)
-		if err != nil || reason != "" {
-			if err != nil {
-				return err
-			}
+		reason, token := h.dropReason(m, p)
+		if reason != "" {
 			result = postgres.MailDropped
 			return tx.FinishMail(ctx, m.ID, postgres.Delivery{Status: postgres.MailDropped, Error: reason, At: now})
 		}
@@ -220,36 +217,37 @@ func staleTask(m postgres.Mail, p tasks.Email) bool {
 // dropReason says why a pending mail should not go out any more, or "";
 // for a verification mail that goes out, it returns the link's token too,
 // derived from the token row's seed (or, for a task enqueued before
-// seeds, carried in the payload).
-func (h *Handlers) dropReason(ctx context.Context, tx *postgres.Tx, m postgres.Mail, p tasks.Email, now time.Time) (reason, token string, err error) {
+// seeds, carried in the payload). The token's row came with the mail's
+// (LockMail).
+func (h *Handlers) dropReason(m postgres.Mail, p tasks.Email) (reason, token string) {
 	if m.Retired || m.RecipientRetired {
-		return "retired", "", nil
+		return "retired", ""
 	}
 	if m.Kind != postgres.MailVerification {
-		return "", "", nil
+		return "", ""
 	}
 	var carried policy.TokenHash
 	if p.Token != "" {
+		var err error
 		if carried, err = policy.ParseToken(p.Token); err != nil {
-			return "malformed token", "", nil
+			return "malformed token", ""
 		}
 	}
-	seed, stored, live, err := tx.LiveTokenSeed(ctx, m.TokenID, now)
-	if err != nil || !live {
-		return "link no longer valid", "", err
+	if !m.TokenLive {
+		return "link no longer valid", ""
 	}
 	if p.Token != "" {
 		// A task enqueued before derived tokens carries its token.
-		if carried != stored {
-			return "link no longer valid", "", nil
+		if carried != m.TokenHash {
+			return "link no longer valid", ""
 		}
-		return "", p.Token, nil
+		return "", p.Token
 	}
-	token, ok := h.derive(seed, stored)
+	token, ok := h.derive(m.TokenSeed, m.TokenHash)
 	if !ok {
-		return "link cannot be derived", "", nil
+		return "link cannot be derived", ""
 	}
-	return "", token, nil
+	return "", token
 }
 
 // derive rebuilds a link's token from its seed. It cannot for a token
