@@ -131,16 +131,6 @@ func (t *Tx) PendingMailsOfAttempt(ctx context.Context, attemptID int64) ([]Pend
 	return ms, nil
 }
 
-// SetMailToken points a pending verification mail at a new token, for a
-// mail whose link can no longer be rebuilt from its token's seed.
-func (t *Tx) SetMailToken(ctx context.Context, mailID, tokenID int64) error {
-	_, err := t.tx.NewRaw(`UPDATE mails SET token_id = ? WHERE id = ? AND status = ?`, tokenID, mailID, MailPending).Exec(ctx)
-	if err != nil {
-		return fmt.Errorf("postgres.SetMailToken(%d): %w", mailID, err)
-	}
-	return nil
-}
-
 // Mail is an outbox row with everything its template needs.
 type Mail struct {
 	ID                 int64

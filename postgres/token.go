@@ -35,46 +35,41 @@ type Token struct {
 	ExpiresAt time.Time
 }
 
-// IssueToken stores a new live token for the account and revokes the one it
-// supersedes, so only the newest email's link works.
-func (t *Tx) IssueToken(ctx context.Context, tok Token) (int64, error) {
-	if err := t.exec(ctx, supersedeTokens, tok.CreatedAt, tok.AccountID); err != nil {
-		return 0, fmt.Errorf("postgres.IssueToken(%d): revoke: %w", tok.AccountID, err)
-	}
-	var id int64
-	if err := t.scanOne(ctx, insertToken, []any{tok.AccountID, tok.Hash[:], tok.Seed, tok.Email, tok.AttemptID, tok.CreatedAt, tok.ExpiresAt}, &id); err != nil {
-		return 0, fmt.Errorf("postgres.IssueToken(%d): %w", tok.AccountID, err)
-	}
-	return id, nil
-}
-
-var (
-	supersedeTokens = newStatement("IssueToken.supersede", `UPDATE verification_tokens SET revoked_at = $1, revoked_reason = 'superseded'
-		WHERE account_id = $2 AND consumed_at IS NULL AND revoked_at IS NULL`)
-	insertToken = newStatement("IssueToken", `INSERT INTO verification_tokens (account_id, token_hash, seed, email, attempt_id, created_at, expires_at)
-		VALUES ($1, $2, $3, $4, nullif($5::bigint, 0), $6, $7) RETURNING id`)
-)
-
 // IssueLink issues a verification link with its email: it revokes the
 // account's live token, stores tok, writes the mail to the outbox under the
 // token's key and records the token_issued event, in one statement. These
 // were four round trips of every locking login, and the person waits for
-// the email they end in.
+// the email they end in. Only the newest email's link works.
 func (t *Tx) IssueLink(ctx context.Context, tok Token, companyID string, locale policy.Locale, requestID string) (tokenID, mailID int64, err error) {
-	err = t.scanOne(ctx, issueLink, []any{tok.AccountID, tok.Hash[:], tok.Seed, tok.Email, tok.AttemptID, tok.CreatedAt, tok.ExpiresAt,
-		companyID, string(locale), requestID, string(MailVerification), string(EventTokenIssued)}, &tokenID, &mailID)
+	err = t.scanOne(ctx, issueLink, append(tokenArgs(tok, companyID, requestID), string(locale), string(MailVerification)), &tokenID, &mailID)
 	if err != nil {
 		return 0, 0, fmt.Errorf("postgres.IssueLink(%d): %w", tok.AccountID, err)
 	}
 	return tokenID, mailID, nil
 }
 
-// issueLink is supersedeTokens, insertToken, the mail's insert and the
-// event's in one statement. The token's insert reads the revocation, so
-// the revocation runs first: the unique index of live tokens would refuse
-// the new token beside the old one. The event's detail is the one Audit
-// writes for a token issued (TestIssueLinkWritesWhatItsStepsWrote).
-var issueLink = newStatement("IssueLink", `WITH superseded AS (
+// RelinkMail issues tok as IssueLink does, for a pending verification mail
+// that exists already (one whose link cannot be rebuilt), and points the
+// mail at it. The event is recorded even when the mail was sent meanwhile.
+func (t *Tx) RelinkMail(ctx context.Context, tok Token, mailID int64, companyID, requestID string) (tokenID int64, err error) {
+	err = t.scanOne(ctx, relinkMail, append(tokenArgs(tok, companyID, requestID), mailID, string(MailPending)), &tokenID)
+	if err != nil {
+		return 0, fmt.Errorf("postgres.RelinkMail(%d, mail %d): %w", tok.AccountID, mailID, err)
+	}
+	return tokenID, nil
+}
+
+// tokenArgs are $1 to $9 of issueLink and relinkMail.
+func tokenArgs(tok Token, companyID, requestID string) []any {
+	return []any{tok.AccountID, tok.Hash[:], tok.Seed, tok.Email, tok.AttemptID, tok.CreatedAt, tok.ExpiresAt,
+		companyID, requestID, string(EventTokenIssued)}
+}
+
+// newToken begins both statements: the account's live token revoked and
+// the new one stored. The insert reads the revocation, so the revocation
+// runs first: the unique index of live tokens would refuse the new token
+// beside the old.
+const newToken = `WITH superseded AS (
 		UPDATE verification_tokens SET revoked_at = $6, revoked_reason = 'superseded'
 		WHERE account_id = $1 AND consumed_at IS NULL AND revoked_at IS NULL
 		RETURNING id
@@ -83,16 +78,29 @@ var issueLink = newStatement("IssueLink", `WITH superseded AS (
 		SELECT $1, $2, $3, $4, nullif($5::bigint, 0), $6, $7
 		WHERE (SELECT count(*) FROM superseded) >= 0
 		RETURNING id
-	), mail AS (
-		INSERT INTO mails (kind, company_id, account_id, to_address, locale, idempotency_key, attempt_id, token_id, created_at)
-		SELECT $11, $8, $1, $4, $9, 'verification:' || token.id, nullif($5::bigint, 0), token.id, $6 FROM token
-		RETURNING id, token_id
-	), event AS (
+	)`
+
+// tokenIssued is both statements' event, naming the mail mailID.
+func tokenIssued(mailID, from string) string {
+	return `event AS (
 		INSERT INTO audit_events (company_id, account_id, kind, detail, request_id, occurred_at)
-		SELECT $8, $1, $12, jsonb_build_object('token_id', mail.token_id, 'attempt_id', $5::bigint, 'mail_id', mail.id), $10, $6
-		FROM mail
-	)
-	SELECT token_id, id FROM mail`)
+		SELECT $8, $1, $10, jsonb_build_object('token_id', token.id, 'attempt_id', $5::bigint, 'mail_id', ` + mailID + `), $9, $6
+		FROM ` + from + `
+	)`
+}
+
+var (
+	issueLink = newStatement("IssueLink", newToken+`, mail AS (
+		INSERT INTO mails (kind, company_id, account_id, to_address, locale, idempotency_key, attempt_id, token_id, created_at)
+		SELECT $12, $8, $1, $4, $11, 'verification:' || token.id, nullif($5::bigint, 0), token.id, $6 FROM token
+		RETURNING id
+	), `+tokenIssued("mail.id", "token, mail")+`
+	SELECT token.id, mail.id FROM token, mail`)
+	relinkMail = newStatement("RelinkMail", newToken+`, mail AS (
+		UPDATE mails SET token_id = token.id FROM token WHERE mails.id = $11 AND mails.status = $12
+	), `+tokenIssued("$11::bigint", "token")+`
+	SELECT id FROM token`)
+)
 
 // LiveTokenSeed returns the seed and hash of token id when it is still the
 // account's usable link at now: not consumed, revoked or expired, and still

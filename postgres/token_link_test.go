@@ -3,7 +3,7 @@ package postgres_test
 import (
 	"crypto/rand"
 	"fmt"
-	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,85 +12,77 @@ import (
 	"github.com/dormancy/dormancy/postgres"
 )
 
-// IssueLink writes, in one statement, the rows its four steps wrote:
-// IssueToken, InsertMail under the token's key and the token_issued event
-// by Audit. Two accounts get two links each, one account step by step and
-// the other by IssueLink, and their rows must read the same with each id
-// replaced by its rank: the second link supersedes the first, each mail
-// names its token, each event names its token, attempt and mail.
-func TestIssueLinkWritesWhatItsStepsWrote(t *testing.T) {
+// A link is issued, with its mail and its event, by one statement, and a
+// pending mail is re-pointed at a new link by another: each new link
+// revokes the one before it, each mail is keyed by its first token, and
+// each event names its token, attempt and mail, whether or not the mail
+// was still pending.
+func TestIssueLinkAndRelinkMail(t *testing.T) {
 	b := adminSetup(t)
-	steps, folded := b.account(t, acct{name: "一郎"}), b.account(t, acct{name: "二郎"})
+	account := b.account(t, acct{name: "一郎"})
 	// A mail of another account first, so that no mail shares its id with
 	// a token and an event naming one for the other is told apart.
-	err := b.store.WithTx(b.ctx, func(tx *postgres.Tx) error {
-		_, err := tx.InsertMail(b.ctx, postgres.NewMail{Kind: postgres.MailUnlocked, CompanyID: b.company, AccountID: b.account(t, acct{name: "三郎"}),
-			To: "saburo@example.com", Locale: policy.LocaleJA, IdempotencyKey: testenv.UniqueID("k"), CreatedAt: adminNow})
-		return err
-	})
-	if err != nil {
+	if _, err := b.db.Exec(`INSERT INTO mails (kind, company_id, account_id, to_address, locale, idempotency_key, created_at)
+		VALUES ('unlocked', $1, $2, 'x@example.com', 'ja', $3, $4)`, b.company, b.account(t, acct{name: "二郎"}), testenv.UniqueID("k"), adminNow); err != nil {
 		t.Fatal(err)
 	}
-	issues := []struct {
-		attempt int64
-		at      time.Time
-		request string
-	}{{0, adminNow, ""}, {42, adminNow.Add(time.Minute), "req-2"}}
-	for i, is := range issues {
-		for _, account := range []int64{steps, folded} {
-			tok := postgres.Token{AccountID: account, Seed: make([]byte, 32), Email: "link@example.com",
-				AttemptID: is.attempt, CreatedAt: is.at, ExpiresAt: is.at.Add(24 * time.Hour)}
-			rand.Read(tok.Hash[:])
-			err = b.store.WithTx(b.ctx, func(tx *postgres.Tx) error {
-				if account == folded {
-					_, _, err := tx.IssueLink(b.ctx, tok, b.company, policy.LocaleJA, is.request)
-					return err
-				}
-				tokenID, err := tx.IssueToken(b.ctx, tok)
-				if err != nil {
-					return err
-				}
-				mailID, err := tx.InsertMail(b.ctx, postgres.NewMail{Kind: postgres.MailVerification, CompanyID: b.company, AccountID: account,
-					To: tok.Email, Locale: policy.LocaleJA, AttemptID: is.attempt, TokenID: tokenID, CreatedAt: is.at,
-					IdempotencyKey: "verification:" + strconv.FormatInt(tokenID, 10)})
-				if err != nil {
-					return err
-				}
-				return tx.Audit(b.ctx, postgres.Event{Kind: postgres.EventTokenIssued, CompanyID: b.company, AccountID: account, RequestID: is.request,
-					OccurredAt: is.at, Detail: map[string]any{"token_id": tokenID, "attempt_id": is.attempt, "mail_id": mailID}})
-			})
-			if err != nil {
-				t.Fatalf("link %d of account %d: %v", i+1, account, err)
+	at := func(i int) time.Time { return adminNow.Add(time.Duration(i) * time.Minute) }
+	token := func(i int, attempt int64) postgres.Token {
+		tok := postgres.Token{AccountID: account, Seed: make([]byte, 32), Email: "link@example.com", AttemptID: attempt,
+			CreatedAt: at(i), ExpiresAt: at(i).Add(24 * time.Hour)}
+		rand.Read(tok.Hash[:])
+		return tok
+	}
+	var tokens, mails [4]int64
+	steps := []func(tx *postgres.Tx) (err error){
+		func(tx *postgres.Tx) (err error) {
+			tokens[0], mails[0], err = tx.IssueLink(b.ctx, token(0, 0), b.company, policy.LocaleJA, "")
+			return err
+		},
+		func(tx *postgres.Tx) (err error) {
+			tokens[1], mails[1], err = tx.IssueLink(b.ctx, token(1, 42), b.company, policy.LocaleJA, "req-2")
+			return err
+		},
+		func(tx *postgres.Tx) (err error) {
+			tokens[2], err = tx.RelinkMail(b.ctx, token(2, 42), mails[1], b.company, "req-3")
+			return err
+		},
+		func(tx *postgres.Tx) (err error) {
+			// The first mail went out meanwhile: it keeps its token.
+			if _, err := b.db.Exec(`UPDATE mails SET status = 'sent' WHERE id = $1`, mails[0]); err != nil {
+				return err
 			}
+			tokens[3], err = tx.RelinkMail(b.ctx, token(3, 0), mails[0], b.company, "req-4")
+			return err
+		},
+	}
+	for i, step := range steps {
+		if err := b.store.WithTx(b.ctx, step); err != nil {
+			t.Fatalf("step %d: %v", i+1, err)
 		}
 	}
-	want := b.linkRows(t, steps)
-	if got := b.linkRows(t, folded); got != want {
-		t.Errorf("IssueLink wrote\n%s\nits steps wrote\n%s", got, want)
+	name := map[int64]string{}
+	for i := range tokens {
+		name[tokens[i]] = fmt.Sprintf("t%d", i+1)
+		if mails[i] != 0 {
+			name[mails[i]+1_000_000_000] = fmt.Sprintf("m%d", i+1)
+		}
 	}
-	if want == "" {
-		t.Fatal("nothing written")
-	}
-}
-
-// linkRows is an account's tokens, verification mails and token_issued
-// events as text, each id replaced by its rank among the account's.
-func (b *adminBundle) linkRows(t *testing.T, account int64) string {
-	t.Helper()
-	// Tokens and mails number their ids apart, so a rank is per table.
-	rank := map[string]string{}
-	ranked := func(table string, id *int64) string {
+	named := func(id *int64, mail bool) string {
 		if id == nil {
 			return "-"
 		}
-		key := table + strconv.FormatInt(*id, 10)
-		if _, ok := rank[key]; !ok {
-			rank[key] = table + strconv.Itoa(len(rank)+1)
+		k := *id
+		if mail {
+			k += 1_000_000_000
 		}
-		return rank[key]
+		if n, ok := name[k]; ok {
+			return n
+		}
+		return fmt.Sprint("unknown ", *id)
 	}
-	out := ""
-	rows, err := b.db.Query(`SELECT id, email, attempt_id, created_at, expires_at, revoked_at, coalesce(revoked_reason, ''), consumed_at IS NULL
+	var got []string
+	rows, err := b.db.Query(`SELECT id, attempt_id, email, created_at, expires_at, revoked_at, coalesce(revoked_reason, ''), consumed_at IS NULL
 		FROM verification_tokens WHERE account_id = $1 ORDER BY id`, account)
 	if err != nil {
 		t.Fatal(err)
@@ -102,51 +94,85 @@ func (b *adminBundle) linkRows(t *testing.T, account int64) string {
 		var created, expires time.Time
 		var revoked *time.Time
 		var unused bool
-		if err := rows.Scan(&id, &email, &attempt, &created, &expires, &revoked, &reason, &unused); err != nil {
+		if err := rows.Scan(&id, &attempt, &email, &created, &expires, &revoked, &reason, &unused); err != nil {
 			t.Fatal(err)
 		}
-		out += fmt.Sprintln("token", ranked("t", &id), email, attempt != nil && *attempt == 42, created.UTC(), expires.UTC(), revoked != nil && revoked.Equal(adminNow.Add(time.Minute)), reason, unused)
+		r := "live"
+		if revoked != nil {
+			r = fmt.Sprintf("%s at %s", reason, revoked.UTC().Format("15:04"))
+		}
+		got = append(got, fmt.Sprintf("token %s attempt %s %s %s–%s %s unused=%v", named(&id, false), deref(attempt), email,
+			created.UTC().Format("15:04"), expires.UTC().Format("01-02 15:04"), r, unused))
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	rows, err = b.db.Query(`SELECT id, kind, company_id, recipient_account_id, to_address, locale, idempotency_key, attempt_id, token_id, status, created_at
-		FROM mails WHERE account_id = $1 ORDER BY id`, account)
+	rows, err = b.db.Query(`SELECT id, kind, company_id = $2, recipient_account_id, to_address, locale, idempotency_key, attempt_id, token_id, status, created_at
+		FROM mails WHERE account_id = $1 ORDER BY id`, account, b.company)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for rows.Next() {
 		var id int64
-		var recipient, attempt, token *int64
-		var kind, company, to, locale, key, status string
+		var recipient, attempt, tok *int64
+		var kind, to, locale, key, status string
+		var company bool
 		var created time.Time
-		if err := rows.Scan(&id, &kind, &company, &recipient, &to, &locale, &key, &attempt, &token, &status, &created); err != nil {
+		if err := rows.Scan(&id, &kind, &company, &recipient, &to, &locale, &key, &attempt, &tok, &status, &created); err != nil {
 			t.Fatal(err)
 		}
-		out += fmt.Sprintln("mail", ranked("m", &id), kind, company == b.company, recipient == nil, to, locale,
-			token != nil && key == "verification:"+strconv.FormatInt(*token, 10), attempt != nil && *attempt == 42, ranked("t", token), status, created.UTC())
+		if i := strings.LastIndex(key, ":"); i >= 0 {
+			var keyed int64
+			fmt.Sscan(key[i+1:], &keyed)
+			key = key[:i+1] + named(&keyed, false)
+		}
+		got = append(got, fmt.Sprintf("mail %s %s company=%v recipient %s %s %s %s attempt %s token %s %s %s", named(&id, true), kind, company,
+			deref(recipient), to, locale, key, deref(attempt), named(tok, false), status, created.UTC().Format("15:04")))
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	rows, err = b.db.Query(`SELECT company_id, actor_account_id, kind, (detail->>'token_id')::bigint, (detail->>'mail_id')::bigint, detail->>'attempt_id',
-			(SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(detail) k)::text, request_id, occurred_at
-		FROM audit_events WHERE account_id = $1 ORDER BY occurred_at, id`, account)
+	rows, err = b.db.Query(`SELECT company_id = $2, actor_account_id, kind, (detail->>'token_id')::bigint, (detail->>'mail_id')::bigint, detail->>'attempt_id',
+			(SELECT string_agg(k, ',' ORDER BY k) FROM jsonb_object_keys(detail) k), request_id, occurred_at
+		FROM audit_events WHERE account_id = $1 ORDER BY occurred_at`, account, b.company)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for rows.Next() {
-		var token, mail int64
+		var tok, mail int64
 		var actor *int64
-		var company, kind, attempt, keys, request string
-		var at time.Time
-		if err := rows.Scan(&company, &actor, &kind, &token, &mail, &attempt, &keys, &request, &at); err != nil {
+		var company bool
+		var kind, attempt, keys, request string
+		var occurred time.Time
+		if err := rows.Scan(&company, &actor, &kind, &tok, &mail, &attempt, &keys, &request, &occurred); err != nil {
 			t.Fatal(err)
 		}
-		out += fmt.Sprintln("event", company == b.company, actor == nil, kind, ranked("t", &token), ranked("m", &mail), attempt, keys, request, at.UTC())
+		got = append(got, fmt.Sprintf("event %s company=%v actor %s token %s mail %s attempt %s {%s} %q %s", kind, company, deref(actor),
+			named(&tok, false), named(&mail, true), attempt, keys, request, occurred.UTC().Format("15:04")))
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	return out
+	want := []string{
+		"token t1 attempt - link@example.com 01:00–11-27 01:00 superseded at 01:01 unused=true",
+		"token t2 attempt 42 link@example.com 01:01–11-27 01:01 superseded at 01:02 unused=true",
+		"token t3 attempt 42 link@example.com 01:02–11-27 01:02 superseded at 01:03 unused=true",
+		"token t4 attempt - link@example.com 01:03–11-27 01:03 live unused=true",
+		"mail m1 verification company=true recipient - link@example.com ja verification:t1 attempt - token t1 sent 01:00",
+		"mail m2 verification company=true recipient - link@example.com ja verification:t2 attempt 42 token t3 pending 01:01",
+		`event token_issued company=true actor - token t1 mail m1 attempt 0 {attempt_id,mail_id,token_id} "" 01:00`,
+		`event token_issued company=true actor - token t2 mail m2 attempt 42 {attempt_id,mail_id,token_id} "req-2" 01:01`,
+		`event token_issued company=true actor - token t3 mail m2 attempt 42 {attempt_id,mail_id,token_id} "req-3" 01:02`,
+		`event token_issued company=true actor - token t4 mail m1 attempt 0 {attempt_id,mail_id,token_id} "req-4" 01:03`,
+	}
+	if g, w := strings.Join(got, "\n"), strings.Join(want, "\n"); g != w {
+		t.Errorf("rows:\n%s\nwant:\n%s", g, w)
+	}
+}
+
+func deref(p *int64) string {
+	if p == nil {
+		return "-"
+	}
+	return fmt.Sprint(*p)
 }

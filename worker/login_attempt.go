@@ -160,8 +160,9 @@ func (h *Handlers) sendNow(ctx context.Context, out []outgoing) []outgoing {
 }
 
 // issueVerification creates a live token superseding any other and, for a
-// new mail, the outbox row and the event, in one statement (IssueLink);
-// for mailID != 0 it re-points that pending mail at the new token.
+// new mail, the outbox row, with its event, in one statement (IssueLink);
+// for mailID != 0 it re-points that pending mail at the new token
+// (RelinkMail).
 func (h *Handlers) issueVerification(ctx context.Context, tx *postgres.Tx, e policy.Employee, pol policy.Policy, attemptID, mailID int64, requestID string) (outgoing, error) {
 	now := h.now()
 	seed, err := policy.NewTokenSeed(h.random)
@@ -177,17 +178,7 @@ func (h *Handlers) issueVerification(ctx context.Context, tx *postgres.Tx, e pol
 		tokenID, mailID, err := tx.IssueLink(ctx, tok, e.CompanyID, pol.Locale, requestID)
 		return outgoing{typ: tasks.TypeEmailVerification, email: tasks.Email{MailID: mailID, TokenID: tokenID}}, err
 	}
-	tokenID, err := tx.IssueToken(ctx, tok)
-	if err != nil {
-		return outgoing{}, err
-	}
-	if err := tx.SetMailToken(ctx, mailID, tokenID); err != nil {
-		return outgoing{}, err
-	}
-	err = tx.Audit(ctx, postgres.Event{
-		Kind: postgres.EventTokenIssued, CompanyID: e.CompanyID, AccountID: e.ID, RequestID: requestID,
-		OccurredAt: now, Detail: map[string]any{"token_id": tokenID, "attempt_id": attemptID, "mail_id": mailID},
-	})
+	tokenID, err := tx.RelinkMail(ctx, tok, mailID, e.CompanyID, requestID)
 	// The task names the token; its email derives it when rendered.
 	return outgoing{typ: tasks.TypeEmailVerification, email: tasks.Email{MailID: mailID, TokenID: tokenID}}, err
 }
