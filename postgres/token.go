@@ -59,7 +59,7 @@ func (t *Tx) RelinkMail(ctx context.Context, tok Token, mailID int64, companyID,
 	return tokenID, nil
 }
 
-// tokenArgs are $1 to $9 of issueLink and relinkMail.
+// tokenArgs are $1 to $10 of issueLink and relinkMail.
 func tokenArgs(tok Token, companyID, requestID string) []any {
 	return []any{tok.AccountID, tok.Hash[:], tok.Seed, tok.Email, tok.AttemptID, tok.CreatedAt, tok.ExpiresAt,
 		companyID, requestID, string(EventTokenIssued)}

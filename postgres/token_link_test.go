@@ -61,22 +61,23 @@ func TestIssueLinkAndRelinkMail(t *testing.T) {
 			t.Fatalf("step %d: %v", i+1, err)
 		}
 	}
-	name := map[int64]string{}
+	// Tokens and mails number their ids apart: a name is per table.
+	type key struct {
+		mail bool
+		id   int64
+	}
+	name := map[key]string{}
 	for i := range tokens {
-		name[tokens[i]] = fmt.Sprintf("t%d", i+1)
+		name[key{false, tokens[i]}] = fmt.Sprintf("t%d", i+1)
 		if mails[i] != 0 {
-			name[mails[i]+1_000_000_000] = fmt.Sprintf("m%d", i+1)
+			name[key{true, mails[i]}] = fmt.Sprintf("m%d", i+1)
 		}
 	}
 	named := func(id *int64, mail bool) string {
 		if id == nil {
 			return "-"
 		}
-		k := *id
-		if mail {
-			k += 1_000_000_000
-		}
-		if n, ok := name[k]; ok {
+		if n, ok := name[key{mail, *id}]; ok {
 			return n
 		}
 		return fmt.Sprint("unknown ", *id)

@@ -174,11 +174,12 @@ func (h *Handlers) issueVerification(ctx context.Context, tx *postgres.Tx, e pol
 		AccountID: e.ID, Hash: hash, Seed: seed, Email: e.Email, AttemptID: attemptID,
 		CreatedAt: now, ExpiresAt: policy.TokenExpiry(pol, now),
 	}
+	var tokenID int64
 	if mailID == 0 {
-		tokenID, mailID, err := tx.IssueLink(ctx, tok, e.CompanyID, pol.Locale, requestID)
-		return outgoing{typ: tasks.TypeEmailVerification, email: tasks.Email{MailID: mailID, TokenID: tokenID}}, err
+		tokenID, mailID, err = tx.IssueLink(ctx, tok, e.CompanyID, pol.Locale, requestID)
+	} else {
+		tokenID, err = tx.RelinkMail(ctx, tok, mailID, e.CompanyID, requestID)
 	}
-	tokenID, err := tx.RelinkMail(ctx, tok, mailID, e.CompanyID, requestID)
 	// The task names the token; its email derives it when rendered.
 	return outgoing{typ: tasks.TypeEmailVerification, email: tasks.Email{MailID: mailID, TokenID: tokenID}}, err
 }
