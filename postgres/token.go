@@ -50,13 +50,20 @@ func (t *Tx) IssueLink(ctx context.Context, tok Token, companyID string, locale 
 
 // RelinkMail issues tok as IssueLink does, for a pending verification mail
 // that exists already (one whose link cannot be rebuilt), and points the
-// mail at it. The event is recorded even when the mail was sent meanwhile.
-func (t *Tx) RelinkMail(ctx context.Context, tok Token, mailID int64, companyID, requestID string) (tokenID int64, err error) {
+// mail at it. It locks the mail first: a mail sent or dropped meanwhile (its
+// task holds the lock while it sends) keeps its link, and nothing is
+// written, neither the token nor its event, and relinked is false. Without
+// that, a redelivered attempt would issue a token that no mail carries and
+// record it as issued.
+func (t *Tx) RelinkMail(ctx context.Context, tok Token, mailID int64, companyID, requestID string) (tokenID int64, relinked bool, err error) {
 	err = t.scanOne(ctx, relinkMail, append(tokenArgs(tok, companyID, requestID), mailID, string(MailPending)), &tokenID)
-	if err != nil {
-		return 0, fmt.Errorf("postgres.RelinkMail(%d, mail %d): %w", tok.AccountID, mailID, err)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
 	}
-	return tokenID, nil
+	if err != nil {
+		return 0, false, fmt.Errorf("postgres.RelinkMail(%d, mail %d): %w", tok.AccountID, mailID, err)
+	}
+	return tokenID, true, nil
 }
 
 // tokenArgs are $1 to $10 of issueLink and relinkMail.
@@ -66,19 +73,21 @@ func tokenArgs(tok Token, companyID, requestID string) []any {
 }
 
 // newToken begins both statements: the account's live token revoked and
-// the new one stored. The insert reads the revocation, so the revocation
-// runs first: the unique index of live tokens would refuse the new token
-// beside the old.
-const newToken = `WITH superseded AS (
+// the new one stored, both only when guard holds, after the CTEs of with.
+// The insert reads the revocation, so the revocation runs first: the
+// unique index of live tokens would refuse the new token beside the old.
+func newToken(with, guard string) string {
+	return `WITH ` + with + `superseded AS (
 		UPDATE verification_tokens SET revoked_at = $6, revoked_reason = 'superseded'
-		WHERE account_id = $1 AND consumed_at IS NULL AND revoked_at IS NULL
+		WHERE account_id = $1 AND consumed_at IS NULL AND revoked_at IS NULL AND ` + guard + `
 		RETURNING id
 	), token AS (
 		INSERT INTO verification_tokens (account_id, token_hash, seed, email, attempt_id, created_at, expires_at)
 		SELECT $1, $2, $3, $4, nullif($5::bigint, 0), $6, $7
-		WHERE (SELECT count(*) FROM superseded) >= 0
+		WHERE (SELECT count(*) FROM superseded) >= 0 AND ` + guard + `
 		RETURNING id
 	)`
+}
 
 // tokenIssued is both statements' event, naming the mail mailID.
 func tokenIssued(mailID, from string) string {
@@ -90,14 +99,18 @@ func tokenIssued(mailID, from string) string {
 }
 
 var (
-	issueLink = newStatement("IssueLink", newToken+`, mail AS (
+	issueLink = newStatement("IssueLink", newToken("", "true")+`, mail AS (
 		INSERT INTO mails (kind, company_id, account_id, to_address, locale, idempotency_key, attempt_id, token_id, created_at)
 		SELECT $12, $8, $1, $4, $11, 'verification:' || token.id, nullif($5::bigint, 0), token.id, $6 FROM token
 		RETURNING id
 	), `+tokenIssued("mail.id", "token, mail")+`
 	SELECT token.id, mail.id FROM token, mail`)
-	relinkMail = newStatement("RelinkMail", newToken+`, mail AS (
-		UPDATE mails SET token_id = token.id FROM token WHERE mails.id = $11 AND mails.status = $12
+	// The mail's lock is taken before the tokens' (the guard is evaluated
+	// first), the order in which its email task takes them.
+	relinkMail = newStatement("RelinkMail", newToken(`pending AS (
+		SELECT id FROM mails WHERE id = $11 AND status = $12 FOR UPDATE
+	), `, "EXISTS (SELECT 1 FROM pending)")+`, relinked AS (
+		UPDATE mails SET token_id = token.id FROM token WHERE mails.id = $11
 	), `+tokenIssued("$11::bigint", "token")+`
 	SELECT id FROM token`)
 )

@@ -15,8 +15,8 @@ import (
 // A link is issued, with its mail and its event, by one statement, and a
 // pending mail is re-pointed at a new link by another: each new link
 // revokes the one before it, each mail is keyed by its first token, and
-// each event names its token, attempt and mail, whether or not the mail
-// was still pending.
+// each event names its token, attempt and mail. A mail no longer pending
+// is not re-linked: no token, no revocation, no event.
 func TestIssueLinkAndRelinkMail(t *testing.T) {
 	b := adminSetup(t)
 	account := b.account(t, acct{name: "一郎"})
@@ -34,6 +34,7 @@ func TestIssueLinkAndRelinkMail(t *testing.T) {
 		return tok
 	}
 	var tokens, mails [4]int64
+	var relinked [2]bool
 	steps := []func(tx *postgres.Tx) (err error){
 		func(tx *postgres.Tx) (err error) {
 			tokens[0], mails[0], err = tx.IssueLink(b.ctx, token(0, 0), b.company, policy.LocaleJA, "")
@@ -44,7 +45,7 @@ func TestIssueLinkAndRelinkMail(t *testing.T) {
 			return err
 		},
 		func(tx *postgres.Tx) (err error) {
-			tokens[2], err = tx.RelinkMail(b.ctx, token(2, 42), mails[1], b.company, "req-3")
+			tokens[2], relinked[0], err = tx.RelinkMail(b.ctx, token(2, 42), mails[1], b.company, "req-3")
 			return err
 		},
 		func(tx *postgres.Tx) (err error) {
@@ -52,7 +53,7 @@ func TestIssueLinkAndRelinkMail(t *testing.T) {
 			if _, err := b.db.Exec(`UPDATE mails SET status = 'sent' WHERE id = $1`, mails[0]); err != nil {
 				return err
 			}
-			tokens[3], err = tx.RelinkMail(b.ctx, token(3, 0), mails[0], b.company, "req-4")
+			tokens[3], relinked[1], err = tx.RelinkMail(b.ctx, token(3, 0), mails[0], b.company, "req-4")
 			return err
 		},
 	}
@@ -60,6 +61,9 @@ func TestIssueLinkAndRelinkMail(t *testing.T) {
 		if err := b.store.WithTx(b.ctx, step); err != nil {
 			t.Fatalf("step %d: %v", i+1, err)
 		}
+	}
+	if relinked != [2]bool{true, false} || tokens[3] != 0 {
+		t.Errorf("relinked %v, the sent mail's token %d; want [true false] and 0", relinked, tokens[3])
 	}
 	// Tokens and mails number their ids apart: a name is per table.
 	type key struct {
@@ -157,14 +161,12 @@ func TestIssueLinkAndRelinkMail(t *testing.T) {
 	want := []string{
 		"token t1 attempt - link@example.com 01:00–11-27 01:00 superseded at 01:01 unused=true",
 		"token t2 attempt 42 link@example.com 01:01–11-27 01:01 superseded at 01:02 unused=true",
-		"token t3 attempt 42 link@example.com 01:02–11-27 01:02 superseded at 01:03 unused=true",
-		"token t4 attempt - link@example.com 01:03–11-27 01:03 live unused=true",
+		"token t3 attempt 42 link@example.com 01:02–11-27 01:02 live unused=true",
 		"mail m1 verification company=true recipient - link@example.com ja verification:t1 attempt - token t1 sent 01:00",
 		"mail m2 verification company=true recipient - link@example.com ja verification:t2 attempt 42 token t3 pending 01:01",
 		`event token_issued company=true actor - token t1 mail m1 attempt 0 {attempt_id,mail_id,token_id} "" 01:00`,
 		`event token_issued company=true actor - token t2 mail m2 attempt 42 {attempt_id,mail_id,token_id} "req-2" 01:01`,
 		`event token_issued company=true actor - token t3 mail m2 attempt 42 {attempt_id,mail_id,token_id} "req-3" 01:02`,
-		`event token_issued company=true actor - token t4 mail m1 attempt 0 {attempt_id,mail_id,token_id} "req-4" 01:03`,
 	}
 	if g, w := strings.Join(got, "\n"), strings.Join(want, "\n"); g != w {
 		t.Errorf("rows:\n%s\nwant:\n%s", g, w)
@@ -176,4 +178,84 @@ func deref(p *int64) string {
 		return "-"
 	}
 	return fmt.Sprint(*p)
+}
+
+// A re-link waits for the mail's row: while the mail's task holds it to
+// send, the re-link blocks, and once the send is committed it finds the
+// mail sent and writes nothing. Read without the lock, the mail would
+// still look pending, and the person's link would be superseded by a
+// token no mail carries.
+func TestRelinkMailWaitsForTheSend(t *testing.T) {
+	b := adminSetup(t)
+	account := b.account(t, acct{name: "三郎"})
+	token := func(i int) postgres.Token {
+		at := adminNow.Add(time.Duration(i) * time.Minute)
+		tok := postgres.Token{AccountID: account, Seed: make([]byte, 32), Email: "wait@example.com", CreatedAt: at, ExpiresAt: at.Add(time.Hour)}
+		rand.Read(tok.Hash[:])
+		return tok
+	}
+	var first, mail int64
+	if err := b.store.WithTx(b.ctx, func(tx *postgres.Tx) (err error) {
+		first, mail, err = tx.IssueLink(b.ctx, token(0), b.company, policy.LocaleJA, "")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The mail's task, mid-send: the row locked and marked sent, not yet
+	// committed.
+	send, err := b.db.BeginTx(b.ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer send.Rollback()
+	if _, err := send.Exec(`SELECT id FROM mails WHERE id = $1 FOR UPDATE`, mail); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := send.Exec(`UPDATE mails SET status = 'sent' WHERE id = $1`, mail); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		token    int64
+		relinked bool
+		err      error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		r.err = b.store.WithTx(b.ctx, func(tx *postgres.Tx) (err error) {
+			r.token, r.relinked, err = tx.RelinkMail(b.ctx, token(1), mail, b.company, "req-relink")
+			return err
+		})
+		done <- r
+	}()
+	// Commit the send only once the re-link waits for the mail's lock.
+	for waiting := false; !waiting; {
+		select {
+		case r := <-done:
+			t.Fatalf("the re-link did not wait for the mail's lock: %+v", r)
+		default:
+		}
+		if err := b.db.QueryRow(`SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%pending AS%')`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := send.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil || r.relinked || r.token != 0 {
+		t.Fatalf("re-link of a mail sent meanwhile: %+v; want nothing written", r)
+	}
+	var tokens, events int
+	var live int64
+	if err := b.db.QueryRow(`SELECT count(*), max(id) FILTER (WHERE revoked_at IS NULL) FROM verification_tokens WHERE account_id = $1`, account).Scan(&tokens, &live); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.db.QueryRow(`SELECT count(*) FROM audit_events WHERE account_id = $1 AND kind = 'token_issued'`, account).Scan(&events); err != nil {
+		t.Fatal(err)
+	}
+	if tokens != 1 || live != first || events != 1 {
+		t.Errorf("%d tokens (live %d), %d token_issued events; want the first token alone, live (%d), and its one event", tokens, live, events, first)
+	}
 }

@@ -93,7 +93,7 @@ func (h *Handlers) LoginAttempt(ctx context.Context, t *asynq.Task) error {
 				return err
 			}
 			if policy.TokenIssueDue(pol, last, now) {
-				o, err := h.issueVerification(ctx, tx, e, pol, attemptID, 0, p.RequestID)
+				o, _, err := h.issueVerification(ctx, tx, e, pol, attemptID, 0, p.RequestID)
 				if err != nil {
 					return err
 				}
@@ -162,12 +162,13 @@ func (h *Handlers) sendNow(ctx context.Context, out []outgoing) []outgoing {
 // issueVerification creates a live token superseding any other and, for a
 // new mail, the outbox row, with its event, in one statement (IssueLink);
 // for mailID != 0 it re-points that pending mail at the new token
-// (RelinkMail).
-func (h *Handlers) issueVerification(ctx context.Context, tx *postgres.Tx, e policy.Employee, pol policy.Policy, attemptID, mailID int64, requestID string) (outgoing, error) {
+// (RelinkMail), unless the mail was sent or dropped meanwhile: then it
+// writes nothing and ok is false.
+func (h *Handlers) issueVerification(ctx context.Context, tx *postgres.Tx, e policy.Employee, pol policy.Policy, attemptID, mailID int64, requestID string) (o outgoing, ok bool, err error) {
 	now := h.now()
 	seed, err := policy.NewTokenSeed(h.random)
 	if err != nil {
-		return outgoing{}, err
+		return outgoing{}, false, err
 	}
 	_, hash := policy.DeriveToken(h.secret, seed)
 	tok := postgres.Token{
@@ -175,13 +176,14 @@ func (h *Handlers) issueVerification(ctx context.Context, tx *postgres.Tx, e pol
 		CreatedAt: now, ExpiresAt: policy.TokenExpiry(pol, now),
 	}
 	var tokenID int64
+	ok = true
 	if mailID == 0 {
 		tokenID, mailID, err = tx.IssueLink(ctx, tok, e.CompanyID, pol.Locale, requestID)
 	} else {
-		tokenID, err = tx.RelinkMail(ctx, tok, mailID, e.CompanyID, requestID)
+		tokenID, ok, err = tx.RelinkMail(ctx, tok, mailID, e.CompanyID, requestID)
 	}
 	// The task names the token; its email derives it when rendered.
-	return outgoing{typ: tasks.TypeEmailVerification, email: tasks.Email{MailID: mailID, TokenID: tokenID}}, err
+	return outgoing{typ: tasks.TypeEmailVerification, email: tasks.Email{MailID: mailID, TokenID: tokenID}}, ok, err
 }
 
 // requeueAttemptMail hands an attempt's pending mails to the queue again;
@@ -207,11 +209,13 @@ func (h *Handlers) requeueAttemptMail(ctx context.Context, tx *postgres.Tx, e po
 				out = append(out, outgoing{typ: tasks.TypeEmailVerification, email: tasks.Email{MailID: m.ID, TokenID: m.TokenID}})
 				continue
 			}
-			o, err := h.issueVerification(ctx, tx, e, pol, attemptID, m.ID, "")
+			o, ok, err := h.issueVerification(ctx, tx, e, pol, attemptID, m.ID, "")
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, o)
+			if ok {
+				out = append(out, o)
+			}
 		case postgres.MailDormantLoginAlert:
 			out = append(out, outgoing{typ: tasks.TypeEmailAlert, email: tasks.Email{MailID: m.ID}})
 		}
