@@ -26,26 +26,19 @@ func TestIssueLinkAndRelinkMail(t *testing.T) {
 		VALUES ('unlocked', $1, $2, 'x@example.com', 'ja', $3, $4)`, b.company, b.account(t, acct{name: "二郎"}), testenv.UniqueID("k"), adminNow); err != nil {
 		t.Fatal(err)
 	}
-	at := func(i int) time.Time { return adminNow.Add(time.Duration(i) * time.Minute) }
-	token := func(i int, attempt int64) postgres.Token {
-		tok := postgres.Token{AccountID: account, Seed: make([]byte, 32), Email: "link@example.com", AttemptID: attempt,
-			CreatedAt: at(i), ExpiresAt: at(i).Add(24 * time.Hour)}
-		rand.Read(tok.Hash[:])
-		return tok
-	}
 	var tokens, mails [4]int64
 	var relinked [2]bool
 	steps := []func(tx *postgres.Tx) (err error){
 		func(tx *postgres.Tx) (err error) {
-			tokens[0], mails[0], err = tx.IssueLink(b.ctx, token(0, 0), b.company, policy.LocaleJA, "")
+			tokens[0], mails[0], err = tx.IssueLink(b.ctx, linkToken(account, 0, 0), b.company, policy.LocaleJA, "")
 			return err
 		},
 		func(tx *postgres.Tx) (err error) {
-			tokens[1], mails[1], err = tx.IssueLink(b.ctx, token(1, 42), b.company, policy.LocaleJA, "req-2")
+			tokens[1], mails[1], err = tx.IssueLink(b.ctx, linkToken(account, 1, 42), b.company, policy.LocaleJA, "req-2")
 			return err
 		},
 		func(tx *postgres.Tx) (err error) {
-			tokens[2], relinked[0], err = tx.RelinkMail(b.ctx, token(2, 42), mails[1], b.company, "req-3")
+			tokens[2], relinked[0], err = tx.RelinkMail(b.ctx, linkToken(account, 2, 42), mails[1], b.company, "req-3")
 			return err
 		},
 		func(tx *postgres.Tx) (err error) {
@@ -53,7 +46,7 @@ func TestIssueLinkAndRelinkMail(t *testing.T) {
 			if _, err := b.db.Exec(`UPDATE mails SET status = 'sent' WHERE id = $1`, mails[0]); err != nil {
 				return err
 			}
-			tokens[3], relinked[1], err = tx.RelinkMail(b.ctx, token(3, 0), mails[0], b.company, "req-4")
+			tokens[3], relinked[1], err = tx.RelinkMail(b.ctx, linkToken(account, 3, 0), mails[0], b.company, "req-4")
 			return err
 		},
 	}
@@ -173,6 +166,16 @@ func TestIssueLinkAndRelinkMail(t *testing.T) {
 	}
 }
 
+// linkToken is the i-th link of account: issued i minutes after adminNow,
+// live for a day, with a random hash.
+func linkToken(account int64, i int, attempt int64) postgres.Token {
+	at := adminNow.Add(time.Duration(i) * time.Minute)
+	tok := postgres.Token{AccountID: account, Seed: make([]byte, 32), Email: "link@example.com", AttemptID: attempt,
+		CreatedAt: at, ExpiresAt: at.Add(24 * time.Hour)}
+	rand.Read(tok.Hash[:])
+	return tok
+}
+
 func deref(p *int64) string {
 	if p == nil {
 		return "-"
@@ -188,15 +191,9 @@ func deref(p *int64) string {
 func TestRelinkMailWaitsForTheSend(t *testing.T) {
 	b := adminSetup(t)
 	account := b.account(t, acct{name: "三郎"})
-	token := func(i int) postgres.Token {
-		at := adminNow.Add(time.Duration(i) * time.Minute)
-		tok := postgres.Token{AccountID: account, Seed: make([]byte, 32), Email: "wait@example.com", CreatedAt: at, ExpiresAt: at.Add(time.Hour)}
-		rand.Read(tok.Hash[:])
-		return tok
-	}
 	var first, mail int64
 	if err := b.store.WithTx(b.ctx, func(tx *postgres.Tx) (err error) {
-		first, mail, err = tx.IssueLink(b.ctx, token(0), b.company, policy.LocaleJA, "")
+		first, mail, err = tx.IssueLink(b.ctx, linkToken(account, 0, 0), b.company, policy.LocaleJA, "")
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -223,7 +220,7 @@ func TestRelinkMailWaitsForTheSend(t *testing.T) {
 	go func() {
 		var r result
 		r.err = b.store.WithTx(b.ctx, func(tx *postgres.Tx) (err error) {
-			r.token, r.relinked, err = tx.RelinkMail(b.ctx, token(1), mail, b.company, "req-relink")
+			r.token, r.relinked, err = tx.RelinkMail(b.ctx, linkToken(account, 1, 0), mail, b.company, "req-relink")
 			return err
 		})
 		done <- r
