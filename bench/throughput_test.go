@@ -278,7 +278,7 @@ func batchSizes(b *testing.B, reg *prometheus.Registry) (uint64, float64) {
 // its own, each going first in turn; each figure is the median of the
 // runs' ratios, since one run's baseline can move by half within the hour
 // on a shared machine. Six runs, because one run's ratio of the mix to
-// the one-transaction handler spread from 1.6 to 2.5 over 25 runs of one
+// the one-transaction handler spread from 1.6 to 2.5 over 31 runs of one
 // build on one machine: a median of three moved by a tenth from one
 // invocation to the next, and six give each handler the first turn twice.
 func BenchmarkLoginAttemptThroughput(b *testing.B) {
